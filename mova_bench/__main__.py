@@ -1,0 +1,3 @@
+from mova_bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Feature extractors (backbones and per-clip analyzers). See :mod:`mova_bench.features.base`."""

@@ -1,0 +1,66 @@
+"""The feature-extractor extension point.
+
+A feature extractor turns one :class:`~mova_bench.media.DecodedClip` into a dict of numpy arrays.
+Two kinds exist:
+
+* embedding backbones (``kind = "embedding"``): return ``{"embedding": (D,) float}``; they feed
+  Fréchet distance, KID and the detector. ``modality`` says which (``"video"`` or ``"audio"``).
+* analyzers (``kind = "analysis"``): return whatever per-clip arrays their metrics need
+  (e.g. the sync offset and its confidence).
+
+Constructors are cheap; weights (if any) load on first use. ``cache_identity()`` is everything
+that changes the output: name, version, weights checksum and every preprocessing parameter. The
+feature cache keys on it plus the clip's content hash, so changing any of these can never return
+a stale feature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mova_bench.media import DECODE_CONVENTION, DecodedClip
+
+
+class FeatureExtractor:
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    kind: ClassVar[str] = "embedding"  # "embedding" | "analysis"
+    modality: ClassVar[str] = "video"  # "video" | "audio" | "av"
+    display_name: ClassVar[str] = ""
+    #: weight-free backbones are "classical"; I3D/VGGish/... are "standard"
+    family: ClassVar[str] = "classical"
+    weights_sha256: ClassVar[str | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.default_params())
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {sorted(unknown)}; valid: {sorted(self.default_params())}"
+            )
+        self.params = {**self.default_params(), **params}
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """Every parameter that changes the output (joined with the decode convention)."""
+        return {**DECODE_CONVENTION, **self.params}
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {
+            "extractor": self.name,
+            "version": self.version,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": self.preprocessing(),
+        }
+
+    def available(self) -> tuple[bool, str]:
+        """(True, "") when usable; else (False, how to fix)."""
+        return True, ""
+
+    def extract(self, clip: DecodedClip) -> dict[str, np.ndarray]:
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Generator adapters. See :mod:`mova_bench.generators.base`."""

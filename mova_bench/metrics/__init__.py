@@ -1,0 +1,1 @@
+"""Metrics. See :mod:`mova_bench.metrics.base`."""

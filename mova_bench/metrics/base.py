@@ -1,0 +1,110 @@
+"""The metric extension point and the result record every metric returns.
+
+A metric declares its metadata on the class (display name, unit, direction, convention); the
+report and the leaderboard read it from there. ``compute`` gets the per-clip features of the
+generated set and of the reference set and returns a :class:`MetricResult`. It never returns a
+sentinel: a value that can't be computed is ``status="skipped"`` (with the reason and the command
+that fixes it) or ``status="failed"`` (with the error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass
+class FeatureSet:
+    """Features of one side (generated or reference), one entry per usable clip.
+
+    ``features[extractor_name][clip_id]`` is the dict of arrays the extractor returned.
+    ``stats[extractor_name]`` optionally holds precomputed running sums (a ``stats`` reference set)
+    when per-clip features are not available.
+    """
+
+    clip_ids: list[str]
+    features: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # clip_id -> manifest row
+
+    def matrix(self, extractor: str, key: str = "embedding") -> tuple[list[str], np.ndarray]:
+        """Stack one array per clip into (n, D) float64, in clip_ids order (clips lacking it skipped)."""
+        per = self.features.get(extractor, {})
+        ids = [c for c in self.clip_ids if c in per]
+        if not ids:
+            return [], np.zeros((0, 0))
+        return ids, np.stack([np.asarray(per[c][key], dtype=np.float64).ravel() for c in ids])
+
+
+@dataclass
+class MetricResult:
+    key: str
+    value: float | None
+    status: str  # ok | skipped | failed
+    n: int = 0
+    ci_low: float | None = None
+    ci_high: float | None = None
+    reason: str | None = None
+    fix: str | None = None
+    display_name: str = ""
+    unit: str = ""
+    higher_is_better: bool | None = None
+    convention: str = ""
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    per_clip: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("per_clip")
+        for k in ("value", "ci_low", "ci_high"):
+            v = d[k]
+            if v is not None and not math.isfinite(v):
+                d[k] = None
+        return d
+
+
+class Metric:
+    name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
+    unit: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool | None] = None
+    convention: ClassVar[str] = ""
+    #: extractor names needed; "{backbone}" is replaced by the chosen backbone
+    requires: ClassVar[tuple[str, ...]] = ()
+    needs_reference: ClassVar[bool] = False
+    #: backbone modality this metric accepts ("video" | "audio" | None for no backbone)
+    backbone_modality: ClassVar[str | None] = None
+    default_backbone: ClassVar[str | None] = None
+
+    def __init__(self, backbone: str | None = None, **options: Any):
+        self.backbone = backbone if backbone is not None else self.default_backbone
+        self.options = options
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}[{self.backbone}]" if self.backbone else self.name
+
+    def required_extractors(self) -> list[str]:
+        return [r.replace("{backbone}", self.backbone or "") for r in self.requires]
+
+    def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
+        return MetricResult(
+            key=self.key,
+            value=None if value is None else float(value),
+            status=status,
+            display_name=self.display_name + (f" [{self.backbone}]" if self.backbone else ""),
+            unit=self.unit,
+            higher_is_better=self.higher_is_better,
+            convention=self.convention,
+            **kw,
+        )
+
+    def skipped(self, reason: str, fix: str | None = None, **kw: Any) -> MetricResult:
+        return self.result(None, status="skipped", reason=reason, fix=fix, **kw)
+
+    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
+        raise NotImplementedError

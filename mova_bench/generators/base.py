@@ -44,9 +44,10 @@ class Generator:
     #: parameters a user may set with ``--set KEY=VALUE`` and their defaults
     params_schema: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, card_defaults: dict[str, Any] | None = None, **params: Any):
+    def __init__(self, card_defaults: dict[str, Any] | None = None, card: Any = None, **params: Any):
         from mova_bench.errors import ConfigError
 
+        self.card = card
         allowed = {**self.params_schema, **(card_defaults or {})}
         unknown = sorted(set(params) - set(allowed))
         if unknown:
@@ -61,7 +62,9 @@ class Generator:
     def _coerce(key: str, value: Any, default: Any) -> Any:
         from mova_bench.errors import ConfigError
 
-        if default is None or value is None or isinstance(value, type(default)) and not isinstance(value, bool) != isinstance(default, bool):
+        if default is None or value is None:
+            return value
+        if isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool):
             return value
         try:
             if isinstance(default, bool):

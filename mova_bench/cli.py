@@ -1,0 +1,208 @@
+"""``mova-bench`` command line: a thin layer over :mod:`mova_bench.pipeline`.
+
+Exit codes: 0 all clips ok; 2 usage, configuration, missing dependency or weights (the message
+names the fix); 3 finished but some clips failed (each recorded with its reason); 1 is reserved
+for ``compare`` finding a regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mova_bench import __version__
+from mova_bench.errors import MovaBenchError
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_CLIPS_FAILED = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 already; keep it, with our prefix
+        self.print_usage(sys.stderr)
+        print(f"mova-bench: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _csv(v: str) -> list[str]:
+    return [x.strip() for x in v.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mova-bench", description="Evaluate synchronized video+audio generators.")
+    p.add_argument("--version", action="version", version=f"mova-bench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="generate a suite with a model and evaluate it")
+    r.add_argument("--model", required=True, help="model name (see `mova-bench list models`) or a model card .yaml")
+    r.add_argument("--suite", required=True, help="suite name (see `mova-bench list suites`) or a suite .yaml")
+    r.add_argument("--out", default="runs", help="folder that holds run folders (default: runs/)")
+    r.add_argument("--seed", type=int, default=None, help="base seed (default: the suite's)")
+    r.add_argument("--samples-per-prompt", type=int, default=None)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="generator parameter, repeatable")
+    r.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"])
+    r.add_argument("--metrics", type=_csv, default=None, help="comma-separated metric names (default: all)")
+    r.add_argument("--executor", default="local")
+    r.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
+    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    e = sub.add_parser("evaluate", help="evaluate a folder of clips generated elsewhere")
+    e.add_argument("--clips", required=True, help="folder of .mp4 files (optional prompts.jsonl inside)")
+    e.add_argument("--suite", default=None)
+    e.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz")
+    e.add_argument("--out", default="runs")
+    e.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"])
+    e.add_argument("--metrics", type=_csv, default=None)
+    e.add_argument("--executor", default="local")
+    e.add_argument("--no-cache", action="store_true")
+    e.add_argument("--json", action="store_true")
+
+    lst = sub.add_parser("list", help="list models, suites, metrics or backbones")
+    lst.add_argument("what", choices=["models", "suites", "metrics", "backbones"])
+    lst.add_argument("--json", action="store_true")
+
+    v = sub.add_parser("validate", help="check suites and model cards without generating anything")
+    v.add_argument("paths", nargs="*", help="suite or model card files (default: every built-in one)")
+
+    s = sub.add_parser("sanity", help="validate the metrics by controlled degradation of the procedural world")
+    s.add_argument("--suite", default="impacts_set")
+    s.add_argument("--out", default=None, help="where to keep the sanity runs (default: a cache folder)")
+    s.add_argument("--json", action="store_true")
+
+    ref = sub.add_parser("reference", help="reference sets")
+    rsub = ref.add_subparsers(dest="ref_command", required=True, parser_class=_Parser)
+    rb = rsub.add_parser("build", help="write precomputed reference statistics (.npz)")
+    rb.add_argument("--suite", required=True)
+    rb.add_argument("--out", required=True, help="output .npz file (never overwritten)")
+    return p
+
+
+def _print_human(outcome) -> None:
+    print(f"run folder: {outcome.run_dir}", file=sys.stderr)
+    width = max((len(k) for k in outcome.metrics), default=10)
+    for key, m in outcome.metrics.items():
+        if m["status"] == "ok":
+            ci = f"  95% CI [{m['ci_low']:.4g}, {m['ci_high']:.4g}]" if m.get("ci_low") is not None else ""
+            print(f"  {key:<{width}}  {m['value']:.4g} {m.get('unit') or ''}{ci}  n={m['n']}", file=sys.stderr)
+        else:
+            print(f"  {key:<{width}}  {m['status']}: {m.get('reason')}", file=sys.stderr)
+    if outcome.n_failed:
+        print(f"{outcome.n_failed} of {outcome.n_clips} clips failed; reasons are in manifest.jsonl and the report", file=sys.stderr)
+    print(f"report: {outcome.run_dir / 'report.html'}")
+
+
+def _list(what: str, as_json: bool) -> int:
+    from mova_bench import registry
+    from mova_bench.cards import available_cards
+    from mova_bench.suites import available_suites, load_suite
+
+    items: list[dict[str, Any]] = []
+    if what == "models":
+        seen = set()
+        for name, card in sorted(available_cards().items()):
+            if card.name in seen:
+                continue
+            seen.add(card.name)
+            items.append({"name": card.name, "aliases": list(card.aliases), "adapter": card.adapter,
+                          "description": " ".join(card.description.split())})
+    elif what == "suites":
+        for name, path in available_suites().items():
+            s = load_suite(path)
+            items.append({"name": name, "version": s.version, "prompts": len(s.prompts), "description": s.description, "path": str(path)})
+    elif what == "metrics":
+        for name in registry.metrics.names():
+            cls = registry.metrics.get(name)
+            items.append({"name": name, "display_name": cls.display_name, "unit": cls.unit,
+                          "higher_is_better": cls.higher_is_better, "default_backbone": cls.default_backbone})
+    else:
+        for name in registry.features.names():
+            cls = registry.features.get(name)
+            items.append({"name": name, "kind": cls.kind, "modality": cls.modality, "family": cls.family,
+                          "version": cls.version})
+    if as_json:
+        print(json.dumps(items, indent=2))
+    else:
+        for it in items:
+            desc = it.get("description") or it.get("display_name") or it.get("kind") or ""
+            print(f"{it['name']:<22} {desc}")
+    return EXIT_OK
+
+
+def _validate(paths: list[str]) -> int:
+    from mova_bench.cards import MODELS_DIR, load_card
+    from mova_bench.suites import available_suites, load_suite
+
+    targets = [Path(p) for p in paths] or [*available_suites().values(), *sorted(MODELS_DIR.glob("*.yaml"))]
+    bad = 0
+    for t in targets:
+        try:
+            if t.parent.name == "models" or t.parent.resolve() == MODELS_DIR:
+                card = load_card(str(t))
+                card.adapter_class()
+                print(f"ok   model {card.name}  ({t})")
+            else:
+                s = load_suite(str(t))
+                print(f"ok   suite {s.name} v{s.version}: {len(s.prompts)} prompts  ({t})")
+        except MovaBenchError as exc:
+            bad += 1
+            print(f"FAIL {t}\n{exc}", file=sys.stderr)
+    return EXIT_USAGE if bad else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from mova_bench.pipeline import parse_set, run
+
+            outcome = run(args.model, args.suite, out=args.out, seed=args.seed,
+                          samples_per_prompt=args.samples_per_prompt, params=parse_set(args.set),
+                          backbones=args.backbones, metrics=args.metrics, executor=args.executor,
+                          use_cache=not args.no_cache)
+        elif args.command == "evaluate":
+            from mova_bench.pipeline import evaluate
+
+            outcome = evaluate(args.clips, suite_name=args.suite, reference=args.reference, out=args.out,
+                               backbones=args.backbones, metrics=args.metrics, executor=args.executor,
+                               use_cache=not args.no_cache)
+        elif args.command == "list":
+            return _list(args.what, args.json)
+        elif args.command == "validate":
+            return _validate(args.paths)
+        elif args.command == "sanity":
+            from mova_bench.sanity import run_sanity
+
+            report = run_sanity(args.suite, out=args.out)
+            if args.json:
+                print(json.dumps(report))
+            else:
+                for c in report["checks"]:
+                    mark = "PASS" if c["passed"] else "FAIL"
+                    print(f"{mark}  {c['metric']:<20} vs {c['knob']:<14} values={c['values']} measured={c['measured']}  {c.get('expect', '')}")
+                print("all checks passed" if report["passed"] else "some checks FAILED")
+            return EXIT_OK if report["passed"] else EXIT_REGRESSION
+        elif args.command == "reference":
+            from mova_bench.reference import build_reference_stats
+
+            path = build_reference_stats(args.suite, args.out)
+            print(str(path))
+            return EXIT_OK
+        else:  # pragma: no cover - argparse enforces the choices
+            return EXIT_USAGE
+    except MovaBenchError as exc:
+        print(f"mova-bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mova-bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(outcome.to_json()))
+    else:
+        _print_human(outcome)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

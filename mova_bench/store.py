@@ -1,0 +1,104 @@
+"""Run folders: frozen run specs, atomic writes, the manifest.
+
+A run lives in one folder whose name derives from its frozen run spec, so the same command
+resumes instead of starting over. Every write goes to a temporary file in the same folder and is
+renamed into place, so a run killed at any moment leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+MANIFEST_FIELDS = (
+    "clip_id", "prompt_id", "prompt_text", "seed", "sample_index", "generator", "generator_args",
+    "path", "duration_s", "fps", "sample_rate", "width", "height", "content_hash", "status",
+    "error", "reason", "first_frame", "first_frame_source", "expected_offset_ms", "tags", "info",
+)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def spec_hash(spec: dict[str, Any], length: int = 10) -> str:
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:length]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or path.suffix) + ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_manifest(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Rewrite the whole manifest atomically (one JSON object per line, stable order)."""
+    lines = [canonical_json({k: row.get(k) for k in MANIFEST_FIELDS}) for row in rows]
+    write_text_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            from mova_bench.errors import ConfigError
+
+            raise ConfigError(f"{path}:{i}: not a JSON line ({exc}); the manifest is one JSON object per line") from None
+    return rows
+
+
+def sanitize_floats(obj: Any) -> Any:
+    """NaN/inf → None, recursively (JSON has no NaN; a missing value is null, never 0)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: sanitize_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [sanitize_floats(v) for v in obj]
+    return obj

@@ -51,7 +51,7 @@ def test_entry_point_plugins_are_loaded(monkeypatch):
 def test_unknown_model_and_suite_name_the_choices():
     with pytest.raises(UnknownNameError, match="Did you mean 'procedural'"):
         load_card("procedurall")
-    with pytest.raises(UnknownNameError, match="thunderstorm_set"):
+    with pytest.raises(UnknownNameError, match="Did you mean 'thunderstorm_set'"):
         load_suite("thunderstorm_sett")
 
 

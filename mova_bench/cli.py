@@ -80,7 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_human(outcome) -> None:
-    print(f"run folder: {outcome.run_dir}", file=sys.stderr)
     width = max((len(k) for k in outcome.metrics), default=10)
     for key, m in outcome.metrics.items():
         if m["status"] == "ok":

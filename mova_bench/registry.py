@@ -85,7 +85,15 @@ class Registry(Generic[T]):
         name = self.canonical(name)
         obj = self._entries[name]
         if isinstance(obj, str):
-            obj = import_object(obj)
+            try:
+                obj = import_object(obj)
+            except ImportError as exc:
+                from mova_bench.errors import MissingDependencyError
+
+                raise MissingDependencyError(
+                    f"{self.kind} {name!r} could not be imported from {obj!r}: {exc}. "
+                    f"Install the package that provides it (for a mova-bench extra: pip install 'mova-bench[<extra>]')."
+                ) from exc
             self._entries[name] = obj
         return obj
 

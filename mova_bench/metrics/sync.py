@@ -1,0 +1,260 @@
+"""Weight-free audio-visual sync metrics: ``sync_offset_ms``, ``sync_offset_abs_ms``, ``in_sync_rate``, ``av_align``.
+
+All four are computed from per-clip analyzer features of the generated set alone (no reference
+set): ``sync_dsp`` (:mod:`mova_bench.features.sync`) for the first three, ``av_align``
+(:mod:`mova_bench.features.av_align`) for the last.
+
+Scored offset of a clip
+    The ``sync_dsp`` offset (ms, + = audio late). When the clip's manifest row carries
+    ``expected_offset_ms = [lo, hi]`` (a prompt that is late by design, e.g. distant thunder
+    arriving 300-1500 ms after the flash), the scored offset is the residual
+    ``offset - clamp(offset, lo, hi)``: 0 inside the expected range, the distance to the nearer
+    end outside it. Otherwise (``None`` or absent) it is the raw offset.
+
+Synchronizable clips
+    Only clips whose ``sync_dsp`` status is ``ok`` enter an aggregate; the others (silent audio,
+    frozen video, no audio onsets, no visual motion, low confidence) are excluded and counted in
+    ``extra``: ``n_not_synchronizable``, ``not_synchronizable_reasons`` ({status: count}) and
+    ``n_total`` (clips with ``sync_dsp`` features). ``n`` is the number of synchronizable clips.
+    With none, the metric is skipped with the reason; it never reports 0 or a sentinel.
+    ``per_clip`` holds the signed scored offset (ms) of every synchronizable clip, for all three
+    metrics. 95% CIs are percentile bootstraps over clips (:func:`mova_bench.stats.bootstrap_ci`,
+    seeded with the run seed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from mova_bench.errors import ConfigError
+from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
+from mova_bench.stats import bootstrap_ci
+
+#: ITU-R BT.1359 detectability thresholds: audio early by more than 45 ms or late by more than
+#: 125 ms is noticed. In our sign convention (+ = audio late): in sync iff -45 <= offset <= +125.
+BT1359_EARLY_MS = 45.0
+BT1359_LATE_MS = 125.0
+
+_SYNC_CONVENTION = (
+    "Weight-free onset-to-motion offset from the sync_dsp analyzer. Audio envelope: spectral flux "
+    "(half-wave rectified increase, band mean, dB) of a 40-band log-mel spectrogram at 16 kHz, "
+    "16 ms Hann window, 4 ms hop (250 Hz), stamps corrected for STFT centring. Video envelope: "
+    "half-wave rectified increases of the positive frame difference (gain-normalised frames) and "
+    "of the positive change of mean brightness, on 64-px-wide BT.601 grey frames, stamped at frame "
+    "presentation times. Both noise-gated, put on one 4 ms grid of the shared timeline "
+    "(audio_start and video pts honoured), normalised cross-correlation within +-max_lag_ms "
+    "(default 1000 ms, suites may widen it), parabolic sub-sample peak. Sign: + = audio late. Clips that are silent, frozen, without "
+    "salient audio onsets or visual motion, or whose correlation peak is below 0.5 or less than "
+    "1.2x the next peak are not synchronizable: excluded and counted in extra. A prompt's "
+    "expected_offset_ms [lo, hi] (late by design, e.g. distant thunder) is honoured by scoring the "
+    "residual offset - clamp(offset, lo, hi); otherwise the raw offset is scored. CI: 95% "
+    "percentile bootstrap over clips (1000 resamples, seeded)."
+)
+
+
+def scored_offset(offset_ms: float, expected: Any) -> float:
+    """The offset a clip is scored by: the residual outside ``expected = [lo, hi]``, or the raw offset."""
+    if expected is None:
+        return float(offset_ms)
+    try:
+        lo, hi = (float(x) for x in expected)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected_offset_ms must be [lo, hi] in ms or null, got {expected!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ConfigError(f"expected_offset_ms must be a finite range [lo, hi] with lo <= hi, got {expected!r}")
+    return float(offset_ms) - min(max(float(offset_ms), lo), hi)
+
+
+def collect_scored_offsets(gen: FeatureSet, extractor: str = "sync_dsp") -> tuple[dict[str, float], dict[str, Any]]:
+    """(clip id -> scored offset for synchronizable clips, extra counts) from ``sync_dsp`` features."""
+    per = gen.features.get(extractor, {})
+    scored: dict[str, float] = {}
+    reasons: Counter[str] = Counter()
+    n_total = n_expected = 0
+    for cid in gen.clip_ids:
+        feats = per.get(cid)
+        if feats is None:
+            continue
+        n_total += 1
+        status = str(feats["status"])
+        offset = float(feats["offset_ms"])
+        if status != "ok" or not math.isfinite(offset):
+            reasons[status if status != "ok" else "nan_offset"] += 1
+            continue
+        expected = (gen.meta.get(cid) or {}).get("expected_offset_ms")
+        n_expected += expected is not None
+        scored[cid] = scored_offset(offset, expected)
+    extra = {
+        "n_not_synchronizable": int(sum(reasons.values())),
+        "not_synchronizable_reasons": dict(sorted(reasons.items())),
+        "n_total": n_total,
+        "n_with_expected_offset": int(n_expected),
+    }
+    missing = len(gen.clip_ids) - n_total
+    if missing:
+        extra["n_missing_features"] = missing
+    return scored, extra
+
+
+class _SyncMetric(Metric):
+    requires = ("sync_dsp",)
+    needs_reference = False
+    unit = "ms"
+
+    def _statistic(self, values: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
+        scored, extra = collect_scored_offsets(gen)
+        if not scored:
+            if extra["n_total"] == 0:
+                return self.skipped(
+                    "no clip has sync_dsp features (nothing was analysed)",
+                    "check that the run's clips decoded (see manifest.jsonl status) and rerun the evaluation",
+                    extra=extra,
+                )
+            why = ", ".join(f"{k}: {v}" for k, v in extra["not_synchronizable_reasons"].items())
+            return self.skipped(
+                f"no clip is synchronizable ({extra['n_total']} analysed; {why})",
+                "the clips need audible onsets and visible motion events; for sounds late by design "
+                "set expected_offset_ms on the prompt and widen the sync_dsp max_lag_ms in the suite",
+                extra=extra,
+            )
+        ids = list(scored)
+        values = np.array([scored[c] for c in ids], dtype=np.float64)
+        lo, hi = bootstrap_ci(values, self._statistic, seed=seed)
+        warnings = []
+        if values.size < 2:
+            warnings.append("a single synchronizable clip: no confidence interval")
+        return self.result(
+            self._statistic(values),
+            n=int(values.size),
+            ci_low=lo,
+            ci_high=hi,
+            extra=extra,
+            per_clip={c: float(scored[c]) for c in ids},
+            warnings=warnings,
+        )
+
+
+class SyncOffset(_SyncMetric):
+    """Signed median scored offset (ms, + = audio late). Closer to 0 is better."""
+
+    name = "sync_offset_ms"
+    display_name = "Sync offset (median, + = audio late)"
+    unit = "ms"
+    #: two-sided: neither larger nor smaller is better, closer to 0 is (see sync_offset_abs_ms)
+    higher_is_better = None
+    convention = (
+        "Signed median over synchronizable clips of the scored offset (ms); closer to 0 is better "
+        "(two-sided: higher_is_better is null). " + _SYNC_CONVENTION
+    )
+
+    def _statistic(self, values: np.ndarray) -> float:
+        return float(np.median(values))
+
+
+class SyncOffsetAbs(_SyncMetric):
+    """Mean absolute scored offset (ms). Lower is better."""
+
+    name = "sync_offset_abs_ms"
+    display_name = "Sync offset |mean abs|"
+    unit = "ms"
+    higher_is_better = False
+    convention = "Mean over synchronizable clips of |scored offset| (ms); lower is better. " + _SYNC_CONVENTION
+
+    def _statistic(self, values: np.ndarray) -> float:
+        return float(np.mean(np.abs(values)))
+
+
+class InSyncRate(_SyncMetric):
+    """Share of synchronizable clips within ITU-R BT.1359 (-45 ms <= scored offset <= +125 ms)."""
+
+    name = "in_sync_rate"
+    display_name = "In-sync rate (ITU-R BT.1359)"
+    unit = "fraction"
+    higher_is_better = True
+    convention = (
+        f"Share of synchronizable clips whose scored offset is inside the ITU-R BT.1359 "
+        f"detectability window: audio at most {BT1359_EARLY_MS:g} ms early and at most "
+        f"{BT1359_LATE_MS:g} ms late, i.e. -{BT1359_EARLY_MS:g} <= offset <= +{BT1359_LATE_MS:g} ms "
+        f"(bounds inclusive); higher is better. per_clip holds the scored offsets. " + _SYNC_CONVENTION
+    )
+
+    def _statistic(self, values: np.ndarray) -> float:
+        return float(np.mean((values >= -BT1359_EARLY_MS) & (values <= BT1359_LATE_MS)))
+
+
+class AVAlign(Metric):
+    """Mean AV-Align IoU over clips (higher is better)."""
+
+    name = "av_align"
+    display_name = "AV-Align (onset / flow-peak IoU)"
+    unit = "IoU"
+    higher_is_better = True
+    requires = ("av_align",)
+    needs_reference = False
+    convention = (
+        "AV-Align, 2025 convention: audio onsets from librosa.onset.onset_detect (onset_strength "
+        "defaults, hop 512) on the audio resampled to 22050 Hz (soxr HQ); video peaks are strict "
+        "local maxima >= 0.1 (source-resolution pixels) of the mean Farneback optical-flow magnitude "
+        "(pyr_scale 0.5, levels 3, winsize 15, iterations 3, poly_n 5, poly_sigma 1.2; grey frames "
+        "area-downscaled to <= 128 px wide, magnitudes rescaled to the source width), stamped at frame "
+        "presentation times; audio_start honoured. One-to-one maximum matching with |a - v| <= 1/fps; "
+        "IoU = matches / (|A| + |V| - matches) per clip; the metric is the mean over clips, 95% "
+        "percentile bootstrap CI over clips (seeded). Clips with neither onsets nor peaks (IoU "
+        "undefined) are excluded and counted in extra."
+    )
+
+    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
+        per = gen.features.get("av_align", {})
+        ious: dict[str, float] = {}
+        reasons: Counter[str] = Counter()
+        n_total = 0
+        for cid in gen.clip_ids:
+            feats = per.get(cid)
+            if feats is None:
+                continue
+            n_total += 1
+            status = str(feats["status"])
+            iou = float(feats["iou"])
+            if status != "ok" or not math.isfinite(iou):
+                reasons[status if status != "ok" else "nan_iou"] += 1
+                continue
+            ious[cid] = iou
+        extra: dict[str, Any] = {
+            "n_excluded": int(sum(reasons.values())),
+            "excluded_reasons": dict(sorted(reasons.items())),
+            "n_total": n_total,
+        }
+        if len(gen.clip_ids) - n_total:
+            extra["n_missing_features"] = len(gen.clip_ids) - n_total
+        if not ious:
+            if n_total == 0:
+                return self.skipped(
+                    "no clip has av_align features (nothing was analysed)",
+                    "check that the run's clips decoded (see manifest.jsonl status) and rerun the evaluation",
+                    extra=extra,
+                )
+            return self.skipped(
+                f"no clip has an audio onset or a video motion peak ({n_total} analysed: "
+                + ", ".join(f"{k}: {v}" for k, v in extra["excluded_reasons"].items())
+                + ")",
+                "the clips are silent and static; AV-Align needs audible onsets or visible motion",
+                extra=extra,
+            )
+        values = np.array(list(ious.values()), dtype=np.float64)
+        lo, hi = bootstrap_ci(values, np.mean, seed=seed)
+        return self.result(
+            float(values.mean()),
+            n=int(values.size),
+            ci_low=lo,
+            ci_high=hi,
+            extra=extra,
+            per_clip=dict(ious),
+            warnings=["a single clip: no confidence interval"] if values.size < 2 else [],
+        )

@@ -8,12 +8,12 @@ whether it passed. A failing check means a metric does not measure what it says.
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mova_bench.cache import home as cache_home
 from mova_bench.pipeline import log, run
+from mova_bench.registry import metrics as metric_registry
 from mova_bench.suites import load_suite
 
 OFFSETS = (-200.0, -80.0, 0.0, 80.0, 200.0)
@@ -75,10 +75,11 @@ def run_sanity(suite: str = "impacts_set", *, out: str | None = None, samples_pe
     monotone("kid_audio[melstats]", "audio_noise", [0.0, 0.04, 0.15], [])
 
     # 3. the detector: indistinguishable when clean, separated when degraded
-    clean = _value(do({}, ["detector_auc"]), "detector_auc[forensic]")
-    bad = _value(do({"video_noise": 0.15, "audio_noise": 0.08, "blur": 2.0}, ["detector_auc"]), "detector_auc[forensic]")
+    det = metric_registry.get("detector_auc")().key
+    clean = _value(do({}, ["detector_auc"]), det)
+    bad = _value(do({"video_noise": 0.15, "audio_noise": 0.08, "blur": 2.0}, ["detector_auc"]), det)
     ok = clean is not None and bad is not None and clean <= 0.75 and bad >= 0.9
-    add("detector_auc[forensic]", "video_noise+audio_noise+blur", ["clean", "degraded"], [clean, bad], ok,
+    add(det, "video_noise+audio_noise+blur", ["clean", "degraded"], [clean, bad], ok,
         "clean ≤ 0.75 (near 0.5), strongly degraded ≥ 0.9")
 
     # 4. nothing to synchronise → not synchronizable, never a number

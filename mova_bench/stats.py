@@ -35,3 +35,25 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     alpha = (1.0 - level) / 2.0
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
+def percentile_interval(
+    boot: np.ndarray, *, level: float = CI_LEVEL, centre: float | None = None
+) -> tuple[float | None, float | None]:
+    """Percentile interval of bootstrap replicates ``boot`` (non-finite replicates dropped).
+
+    With ``centre`` (the estimate on the full sample) the interval is shifted so the replicates'
+    median sits on it: for statistics whose resamples are biased by the resampling itself (the
+    Fréchet distance of a resample with duplicated clips is biased upward) the replicates give the
+    spread, not the location. Returns (None, None) when fewer than two finite replicates remain.
+    """
+    b = np.asarray(boot, dtype=np.float64)
+    b = b[np.isfinite(b)]
+    if b.size < 2:
+        return None, None
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(b, alpha), np.quantile(b, 1.0 - alpha)
+    if centre is not None:
+        shift = float(centre) - float(np.median(b))
+        lo, hi = lo + shift, hi + shift
+    return float(lo), float(hi)

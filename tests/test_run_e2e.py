@@ -64,7 +64,7 @@ def test_run_writes_a_complete_run_folder_and_resumes(tmp_path, suite_file, caps
         assert streams["video"] and streams["audio"], r["path"]
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     assert metrics == doc["metrics"]
-    for key in ("fd_video[vstats]", "fd_audio[melstats]", "sync_offset_ms", "in_sync_rate", "detector_auc[forensic]"):
+    for key in ("fd_video[vstats]", "fd_audio[melstats]", "sync_offset_ms", "in_sync_rate", "detector_auc[forensic+vstats+melstats]"):
         assert metrics[key]["status"] == "ok", (key, metrics[key])
         assert metrics[key]["ci_low"] is not None and metrics[key]["n"] > 0
     assert metrics["clip_score[openclip-vit-b-32]"]["status"] == "skipped" and metrics["clip_score[openclip-vit-b-32]"]["value"] is None

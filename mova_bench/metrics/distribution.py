@@ -1,0 +1,285 @@
+"""Distribution metrics over clip embeddings: Fréchet distance and KID, one class per modality.
+
+``fd_video[x]``, ``fd_audio[x]``, ``kid_video[x]``, ``kid_audio[x]``: ``x`` is the embedding
+backbone. With the weight-free defaults (``vstats``, ``melstats``) these are *not* FVD/FAD, and
+they are never displayed as such; only ``fd_video[i3d]`` is FVD and ``fd_audio[vggish]`` is FAD.
+
+The generated set always comes as per-clip features. The reference set comes either as per-clip
+features or as precomputed running sums (``ref.stats[backbone]``, a
+:class:`~mova_bench.metrics.frechet.RunningStats` loaded from a statistics .npz). The Fréchet
+distance works from either; KID needs per-clip features on both sides.
+
+Uncertainty: the 95% CI is a percentile bootstrap over the *generated* clips (seeded); the
+reference set is held fixed (it is the yardstick, not the thing measured).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
+from mova_bench.metrics.frechet import RunningStats, frechet_distance, mean_cov, sqrt_factor
+from mova_bench.metrics.kid import MAX_GEN_KERNEL, N_SUBSETS, SUBSET_SIZE, kid_values, kid_values_and_bootstrap
+from mova_bench.stats import CI_LEVEL, percentile_interval
+
+#: display names that are earned only by the standard backbone of the literature
+STANDARD_DISPLAY = {("fd_video", "i3d"): "FVD", ("fd_audio", "vggish"): "FAD"}
+
+FD_BOOT = 200  # bootstrap resamples for the FD CI
+FD_BOOT_MIN = 20
+FD_BOOT_FLOPS = 4e11  # budget for the FD bootstrap (a few seconds on a laptop core pair)
+KID_BOOT = 200
+
+
+def default_fd_boot(n: int, dim: int) -> int:
+    """Resamples for the FD CI: 200, fewer when one resample (covariance + eigvalsh) is expensive.
+
+    A resample costs ≈ 2·n·dim² (weighted product) + 4·dim³ (eigvalsh) flops; the count is cut to
+    fit :data:`FD_BOOT_FLOPS`, never below 20 (e.g. 2048-d, n = 2048: 20 resamples).
+    """
+    per = 2.0 * n * dim * dim + 4.0 * float(dim) ** 3
+    return int(max(FD_BOOT_MIN, min(FD_BOOT, FD_BOOT_FLOPS // per)))
+
+STATS_REF_FIX = (
+    "evaluate against per-clip reference features: pass --reference <folder of reference clips> "
+    "(or use the suite's procedural reference) instead of a statistics .npz"
+)
+FEW_CLIPS_FIX = "generate more clips (e.g. --samples-per-prompt 4) or give a larger reference set"
+
+
+def _finite_rows(ids: list[str], x: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
+    if x.size == 0:
+        return ids, x, []
+    ok = np.isfinite(x).all(axis=1)
+    bad = [c for c, good in zip(ids, ok) if not good]
+    return [c for c, good in zip(ids, ok) if good], x[ok], bad
+
+
+def _dropped_warning(side: str, bad: list[str]) -> list[str]:
+    if not bad:
+        return []
+    shown = ", ".join(bad[:5]) + (" …" if len(bad) > 5 else "")
+    return [f"{len(bad)} {side} clip(s) left out: their features hold NaN/inf ({shown})"]
+
+
+def _fd_bootstrap(x: np.ndarray, mu_r: np.ndarray, cov_r: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """FD of ``n_boot`` resamples (with replacement) of the generated rows ``x`` against a fixed reference.
+
+    With ``B = V√Λ`` from ``eigh(Σ_ref)`` (one decomposition for all resamples), a resample with
+    counts ``w`` has ``tr√(Σ_ref Σ*) = Σ√eig(Bᵀ Σ* B)`` and ``Bᵀ Σ* B = Zᵀ diag(w) Z / (n−1)`` with
+    ``Z = xB − μ*B``: one (n, D)×(D, D) product up front, then O(n·D²) + eigvalsh per resample.
+    """
+    n = len(x)
+    factor = sqrt_factor(cov_r)
+    xb = x @ factor
+    base = float(np.trace(cov_r))
+    rng = np.random.default_rng([seed, 0xFD])
+    out = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        w = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
+        mu = (w @ x) / n
+        z = xb - mu @ factor
+        m = (z.T * w) @ z / (n - 1)
+        ev = np.linalg.eigvalsh(m)
+        c = x - mu
+        tr_cov = float(w @ np.einsum("ij,ij->i", c, c)) / (n - 1)
+        d = mu - mu_r
+        out[b] = max(0.0, float(d @ d) + tr_cov + base - 2.0 * float(np.sqrt(np.clip(ev, 0.0, None)).sum()))
+    return out
+
+
+class _EmbeddingDistance(Metric):
+    """Shared plumbing: fetch the (n, D) matrices or the reference statistics, check sizes."""
+
+    needs_reference: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("{backbone}",)
+    higher_is_better: ClassVar[bool | None] = False
+
+    def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
+        res = super().result(value, status=status, **kw)
+        standard = STANDARD_DISPLAY.get((self.name, self.backbone))
+        if standard:
+            res.display_name = f"{standard} [{self.backbone}]"
+        return res
+
+    def _inputs(self, gen: FeatureSet, ref: FeatureSet | None):
+        """(gen ids, gen matrix, ref matrix or None, ref stats or None, warnings) or a skipped result."""
+        bb = self.backbone or ""
+        if ref is None:
+            return self.skipped("no reference set", fix="give the suite a `reference:` or pass --reference")
+        gids, x = gen.matrix(bb)
+        gids, x, bad_g = _finite_rows(gids, x)
+        warnings = _dropped_warning("generated", bad_g)
+        rids, y = ref.matrix(bb)
+        rids, y, bad_r = _finite_rows(rids, y)
+        warnings += _dropped_warning("reference", bad_r)
+        stats = ref.stats.get(bb) if not rids else None
+        if len(gids) < 2:
+            return self.skipped(
+                f"{len(gids)} generated clip(s) with {bb!r} features; a distribution distance needs at least 2",
+                fix=FEW_CLIPS_FIX, n=len(gids), warnings=warnings,
+            )
+        if stats is None and len(rids) < 2:
+            return self.skipped(
+                f"{len(rids)} reference clip(s) with {bb!r} features and no precomputed {bb!r} statistics; need at least 2",
+                fix=FEW_CLIPS_FIX, n=len(gids), warnings=warnings,
+            )
+        n_ref = len(rids) if stats is None else int(stats.n)
+        dim_ref = y.shape[1] if stats is None else stats.dim
+        if dim_ref != x.shape[1]:
+            return self.result(
+                None, status="failed", n=len(gids), warnings=warnings,
+                reason=f"generated {bb!r} features have dim {x.shape[1]} but the reference has dim {dim_ref}: "
+                "the reference was built with another version of the backbone",
+                fix="rebuild the reference statistics with this version (mova-bench reference build)",
+            )
+        if stats is not None and n_ref < 2:
+            return self.skipped(f"the reference statistics hold n={n_ref} clips; need at least 2", fix=FEW_CLIPS_FIX, n=len(gids))
+        return gids, x, (y if stats is None else None), stats, n_ref, warnings
+
+
+class _Frechet(_EmbeddingDistance):
+    unit: ClassVar[str] = ""
+
+    @classmethod
+    def describe_convention(cls, backbone: str | None, dim: int | None = None, n_boot: int | None = None) -> str:
+        dims = f"{dim}-d " if dim else ""
+        boot = n_boot if n_boot is not None else f"{FD_BOOT}, fewer (≥ {FD_BOOT_MIN}) for large n·dim²"
+        return (
+            f"Fréchet distance between Gaussians fitted to {dims}per-clip '{backbone}' embeddings "
+            "(one vector per clip, no frame pooling beyond the backbone's own); mean and unbiased (n−1) "
+            "covariance in float64 (running sums for a statistics reference); "
+            "tr√(Σ_ref Σ_gen) = Σ√λ of eig(Bᵀ Σ_gen B), B = V√Λ from eigh(Σ_ref), eigenvalues clipped at 0 "
+            f"(no scipy sqrtm). 95% CI: percentile bootstrap over generated clips ({boot} resamples, seeded), "
+            "re-centred on the estimate because resampling with replacement biases FD upward."
+        )
+
+    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
+        got = self._inputs(gen, ref)
+        if isinstance(got, MetricResult):
+            return got
+        gids, x, y, stats, n_ref, warnings = got
+        dim = x.shape[1]
+        if y is not None:
+            mu_r, cov_r = mean_cov(y, "reference features")
+        else:
+            mu_r, cov_r = stats.mean, stats.cov
+        mu_g, cov_g = mean_cov(x, "generated features")
+        for side, n in (("generated set", len(gids)), ("reference set", n_ref)):
+            if n < dim:
+                warnings.append(
+                    f"{side}: n={n} < dim={dim}: the covariance is singular (rank ≤ n−1); the Fréchet distance "
+                    "is biased upward and not comparable with one computed at another n (compare KID instead)"
+                )
+        value = frechet_distance(mu_g, cov_g, mu_r, cov_r)
+        mean_term = float(np.sum((mu_g - mu_r) ** 2))
+
+        n_boot = int(self.options.get("n_boot", default_fd_boot(len(x), dim)))
+        boots = _fd_bootstrap(x, mu_r, cov_r, n_boot, seed)
+        lo, hi = percentile_interval(boots, level=CI_LEVEL, centre=value)
+        lo = None if lo is None else max(0.0, lo)  # FD ≥ 0
+        res = self.result(
+            value, n=len(gids), ci_low=lo, ci_high=hi, warnings=warnings,
+            extra={
+                "n_ref": n_ref, "dim": dim, "backbone": self.backbone,
+                "reference": "stats" if stats is not None else "clips",
+                "mean_term": mean_term, "covariance_term": value - mean_term,
+                "n_boot": n_boot, "ci_method": "percentile bootstrap over generated clips, re-centred on the estimate",
+                "bootstrap_median": float(np.median(boots)),
+            },
+        )
+        res.convention = self.describe_convention(self.backbone, dim, n_boot)
+        return res
+
+
+class _KID(_EmbeddingDistance):
+    unit: ClassVar[str] = ""
+
+    @classmethod
+    def describe_convention(cls, backbone: str | None, dim: int | None = None, m: int | None = None) -> str:
+        dims = f"{dim}-d " if dim else ""
+        size = f"{m}" if m else f"min({SUBSET_SIZE}, n_gen, n_ref)"
+        return (
+            f"unbiased KID (MMD²_u) on {dims}per-clip '{backbone}' embeddings, float64, kernel k(x,y) = (xᵀy/d + 1)³, "
+            f"{N_SUBSETS} subsets of {size} clips per side drawn without replacement (numpy default_rng(seed)); "
+            "value = mean over subsets, extra.std = population std over subsets (torch-fidelity/torchmetrics convention). "
+            f"95% CI: percentile bootstrap over generated clips ({KID_BOOT} resamples, same reference subsets, "
+            "pairs of copies of a clip excluded from the generated-generated term)."
+        )
+
+    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
+        got = self._inputs(gen, ref)
+        if isinstance(got, MetricResult):
+            return got
+        gids, x, y, stats, n_ref, warnings = got
+        if y is None:
+            return self.skipped(
+                "KID needs per-clip reference features; a stats reference has only running sums",
+                fix=STATS_REF_FIX, n=len(gids), warnings=warnings,
+            )
+        n_subsets = int(self.options.get("n_subsets", N_SUBSETS))
+        m = min(SUBSET_SIZE, len(x), len(y))
+        n_boot = int(self.options.get("n_boot", KID_BOOT))
+        lo = hi = None
+        if len(x) <= MAX_GEN_KERNEL:
+            vals, boots = kid_values_and_bootstrap(x, y, n_boot=n_boot, n_subsets=n_subsets, seed=seed)
+            lo, hi = percentile_interval(boots, level=CI_LEVEL)
+        else:
+            vals = kid_values(x, y, n_subsets=n_subsets, seed=seed)
+            warnings.append(f"no CI: the KID bootstrap keeps an n_gen×n_gen kernel and n_gen={len(x)} > {MAX_GEN_KERNEL}")
+        value, std = float(vals.mean()), float(vals.std())
+        res = self.result(
+            value, n=len(gids), ci_low=lo, ci_high=hi, warnings=warnings,
+            extra={
+                "n_ref": n_ref, "dim": x.shape[1], "backbone": self.backbone, "std": std,
+                "subset_size": m, "n_subsets": n_subsets, "n_boot": n_boot if lo is not None else 0,
+                "reference": "clips",
+            },
+        )
+        res.convention = self.describe_convention(self.backbone, x.shape[1], m)
+        return res
+
+
+class FrechetVideo(_Frechet):
+    """Fréchet distance of per-clip video embeddings (FVD only with ``backbone="i3d"``)."""
+
+    name = "fd_video"
+    display_name = "Fréchet distance (video)"
+    backbone_modality = "video"
+    default_backbone = "vstats"
+    convention = _Frechet.describe_convention("{backbone}")
+
+
+class FrechetAudio(_Frechet):
+    """Fréchet distance of per-clip audio embeddings (FAD only with ``backbone="vggish"``)."""
+
+    name = "fd_audio"
+    display_name = "Fréchet distance (audio)"
+    backbone_modality = "audio"
+    default_backbone = "melstats"
+    convention = _Frechet.describe_convention("{backbone}")
+
+
+class KIDVideo(_KID):
+    """Unbiased KID of per-clip video embeddings."""
+
+    name = "kid_video"
+    display_name = "KID (video)"
+    backbone_modality = "video"
+    default_backbone = "vstats"
+    convention = _KID.describe_convention("{backbone}")
+
+
+class KIDAudio(_KID):
+    """Unbiased KID of per-clip audio embeddings."""
+
+    name = "kid_audio"
+    display_name = "KID (audio)"
+    backbone_modality = "audio"
+    default_backbone = "melstats"
+    convention = _KID.describe_convention("{backbone}")
+
+
+__all__ = ["FrechetVideo", "FrechetAudio", "KIDVideo", "KIDAudio", "RunningStats", "STANDARD_DISPLAY"]

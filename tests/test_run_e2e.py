@@ -176,3 +176,29 @@ def test_usage_errors_exit_2_with_the_fix(tmp_path, suite_file, capsys):
     code, _, err = _cli(["evaluate", "--clips", str(tmp_path / "nope"), "--out", str(tmp_path)], capsys)
     assert code == 2 and "not a folder" in err
     assert not list(tmp_path.glob("procedural-*"))  # nothing created for a bad command
+
+
+def test_reference_stats_build_and_evaluate_against_it(tmp_path, suite_file, capsys):
+    npz = tmp_path / "ref.npz"
+    code, out, err = _cli(["reference", "build", "--suite", str(suite_file), "--out", str(npz)], capsys)
+    assert code == 0, err and npz.is_file()
+    code, _, err = _cli(["reference", "build", "--suite", str(suite_file), "--out", str(npz)], capsys)
+    assert code == 2 and "never overwritten" in err
+    code, out, err = _cli(_run_args(suite_file, tmp_path / "runs", "--metrics", "fd_video,kid_video"), capsys)
+    clips_dir = Path(json.loads(out)["run_dir"]) / "clips"
+    code, out, err = _cli(["evaluate", "--clips", str(clips_dir), "--suite", str(suite_file), "--reference", str(npz),
+                           "--metrics", "fd_video,kid_video", "--out", str(tmp_path / "runs"), "--json"], capsys)
+    assert code == 0, err
+    m = json.loads(out)["metrics"]
+    assert m["fd_video[vstats]"]["status"] == "ok" and m["fd_video[vstats]"]["value"] > 0
+    assert m["kid_video[vstats]"]["status"] == "skipped" and "running sums" in m["kid_video[vstats]"]["reason"]
+
+
+def test_sanity_json_contract(tmp_path, capsys):
+    code, out, err = _cli(["sanity", "--json", "--out", str(tmp_path / "sanity")], capsys)
+    doc = json.loads(out)
+    assert set(doc) >= {"passed", "checks"} and len(doc["checks"]) >= 8
+    for c in doc["checks"]:
+        assert set(c) >= {"metric", "knob", "values", "measured", "passed"}
+    failed = [c for c in doc["checks"] if not c["passed"]]
+    assert doc["passed"] and not failed and code == 0, failed

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mova_bench.config_files import read_yaml_mapping, validation_message
 from mova_bench.errors import ConfigError, UnknownNameError
 from mova_bench.registry import did_you_mean, generators
 
@@ -80,19 +80,11 @@ def model_dirs() -> list[Path]:
 
 
 def _read_card(path: Path) -> ModelCard:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a model card must be a YAML mapping with at least 'name' and 'adapter'")
+    raw = read_yaml_mapping(path, "model card", "at least 'name' and 'adapter'")
     try:
         return ModelCard.model_validate({**raw, "source": str(path)})
     except ValidationError as exc:
-        lines = [f"{path}: invalid model card"]
-        for err in exc.errors():
-            lines.append(f"  - field '{'.'.join(str(x) for x in err['loc'])}': {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(validation_message(exc, path, "model card")) from None
 
 
 def available_cards() -> dict[str, ModelCard]:

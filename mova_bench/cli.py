@@ -131,13 +131,16 @@ def _list(what: str, as_json: bool) -> int:
 
 def _validate(paths: list[str]) -> int:
     from mova_bench.cards import MODELS_DIR, load_card
+    from mova_bench.config_files import read_yaml_mapping
     from mova_bench.suites import available_suites, load_suite
 
     targets = [Path(p) for p in paths] or [*available_suites().values(), *sorted(MODELS_DIR.glob("*.yaml"))]
     bad = 0
     for t in targets:
         try:
-            if t.parent.name == "models" or t.parent.resolve() == MODELS_DIR:
+            if not t.is_file():
+                raise MovaBenchError(f"{t}: no such file")
+            if "adapter" in read_yaml_mapping(t, "suite or model card", "'name' and 'prompts' (suite) or 'adapter' (model card)"):
                 card = load_card(str(t))
                 card.adapter_class()
                 print(f"ok   model {card.name}  ({t})")

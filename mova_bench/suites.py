@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mova_bench.config_files import read_yaml_mapping, validation_message
 from mova_bench.errors import ConfigError, UnknownNameError
 from mova_bench.registry import did_you_mean
 
@@ -111,14 +111,6 @@ def available_suites() -> dict[str, Path]:
     return found
 
 
-def _format_validation(exc: ValidationError, path: Path) -> str:
-    lines = [f"{path}: invalid suite"]
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  - field '{loc}': {err['msg']}" + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""))
-    return "\n".join(lines)
-
-
 def _merge(base: dict, child: dict) -> dict:
     out = dict(base)
     for k, v in child.items():
@@ -135,12 +127,7 @@ def _merge(base: dict, child: dict) -> dict:
 def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if path in chain:
         raise ConfigError(f"{path}: include cycle: {' -> '.join(str(p) for p in (*chain, path))}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a suite must be a YAML mapping with 'name', 'version' and 'prompts'")
+    raw = read_yaml_mapping(path, "suite", "'name', 'version' and 'prompts'")
     inc = raw.get("include")
     if inc:
         base_path = _resolve_path(str(inc), relative_to=path.parent)
@@ -174,7 +161,7 @@ def load_suite(name_or_path: str | os.PathLike) -> Suite:
     try:
         suite = Suite.model_validate({**raw, "source": str(path)})
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, path)) from None
+        raise ConfigError(validation_message(exc, path, "suite")) from None
     # first_frame paths are relative to the suite file
     prompts = []
     for p in suite.prompts:

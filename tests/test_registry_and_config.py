@@ -159,3 +159,18 @@ def test_mova_white_first_frame_fallback_is_recorded(tmp_path):
     Image.new("RGB", (64, 32), (10, 20, 30)).save(p)
     img, source = MovaGenerator.first_frame(ClipRequest("a__s0", "a", "t", 1, 0, 8.0, 24.0, 48000, 640, 352, first_frame=str(p)))
     assert source == "suite" and img.getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_validate_command_checks_suites_and_cards(tmp_path, capsys):
+    from mova_bench.cli import main
+
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    assert "suite thunderstorm_set" in out and "model mova-360p" in out
+    card = tmp_path / "mine.yaml"
+    card.write_text("name: mine\nadapter: procedural\nresources: {gpus: lots}\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nversion: '1'\nprompts: [{id: a}]\n")
+    assert main(["validate", str(card), str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert "resources.gpus" in err and "prompts.0.text" in err and str(card) in err

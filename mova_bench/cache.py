@@ -1,6 +1,6 @@
 """Content-addressed feature cache.
 
-Key = sha256 of {schema version, extractor name, version, weights checksum, every preprocessing
+Key = sha256 of {schema version, extractor name, version, source-code hash, weights checksum, every preprocessing
 parameter (see ``FeatureExtractor.cache_identity``), the clip's content hash}. Values are an
 ``.npz`` (``allow_pickle=False``) plus a JSON sidecar with the key's inputs. Writes are atomic
 (temp file + rename), so several processes may fill the cache at once: the last rename wins and

@@ -36,6 +36,8 @@ DEFAULT_METRICS = (
     "fd_video", "fd_audio", "kid_video", "kid_audio", "sync_offset_ms", "sync_offset_abs_ms",
     "in_sync_rate", "av_align", "detector_auc", "clip_score", "clap_score",
 )
+#: reference renders use seeds from here up, disjoint from every evaluation seed (< 2**40)
+REFERENCE_SEED_BASE = 2**40
 BACKBONE_SETS = {
     "classical": {"video": "vstats", "audio": "melstats"},
     "standard": {"video": "i3d", "audio": "vggish"},
@@ -251,7 +253,7 @@ def reference_rows(suite: Suite, executor, *, out_root: Path | None = None) -> t
         n = ref.samples_per_prompt or suite.defaults.samples_per_prompt
         spec = {"suite": suite.name, "fingerprint": suite.fingerprint(), "n": n, "seed": ref.seed, "v": 1}
         root = (out_root or cache_home() / "references") / f"{slug(suite.name)}-{spec_hash(spec)}"
-        reqs = build_requests(suite, card, seed=0, samples_per_prompt=n, seed_offset=ref.seed)
+        reqs = build_requests(suite, card, seed=0, samples_per_prompt=n, seed_offset=REFERENCE_SEED_BASE + ref.seed)
         reqs = [ClipRequest(**{**r.__dict__, "clip_id": "ref:" + r.clip_id}) for r in reqs]
         rows = generate_set(reqs, model="procedural", params={}, card=card, clips_dir=root / "clips",
                             manifest_path=root / "manifest.jsonl", executor=executor, desc="reference clips")
@@ -478,7 +480,11 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     generator = gen_cls(card_defaults=card.defaults, card=card, **params)  # validates --set keys
     generator.check_available()
     seed = suite.defaults.seed if seed is None else seed
+    if not 0 <= seed < 10**6:
+        raise ConfigError(f"--seed {seed}: expected an integer in [0, 1000000)")
     n = samples_per_prompt or suite.defaults.samples_per_prompt
+    if not 1 <= n <= 1000:
+        raise ConfigError(f"--samples-per-prompt {n}: expected 1..1000")
     requests = build_requests(suite, card, seed=seed, samples_per_prompt=n)
     for req in requests:
         generator.validate_request(req)
@@ -494,7 +500,7 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     log(f"run folder: {run_dir}")
     ex = get_executor(executor)
     t0 = time.perf_counter()
-    rows = generate_set(requests, model=card.name, params={k: v for k, v in params.items()}, card=card,
+    rows = generate_set(requests, model=card.name, params=generator.params, card=card,
                         clips_dir=run_dir / "clips", manifest_path=run_dir / "manifest.jsonl", executor=ex,
                         desc=f"generating ({card.name})")
     timings["generate_s"] = round(time.perf_counter() - t0, 3)

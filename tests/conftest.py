@@ -62,3 +62,17 @@ def make_av(path, *, seconds=2.0, fps=24.0, sr=48000, width=128, height=72, chan
             for p in as_.encode():
                 c.mux(p)
     return path
+
+
+from mova_bench.generators.procedural import ProceduralGenerator  # noqa: E402
+
+
+class FlakyGenerator(ProceduralGenerator):
+    """A generator that fails on every clip of the prompt 'drum' (for per-clip failure tests)."""
+
+    name = "flaky"
+
+    def generate(self, request):
+        if request.prompt_id == "drum":
+            raise RuntimeError("out of memory while sampling (simulated)")
+        return super().generate(request)

@@ -202,3 +202,19 @@ def test_sanity_json_contract(tmp_path, capsys):
         assert set(c) >= {"metric", "knob", "values", "measured", "passed"}
     failed = [c for c in doc["checks"] if not c["passed"]]
     assert doc["passed"] and not failed and code == 0, failed
+
+
+def test_a_failing_clip_is_recorded_and_the_run_goes_on(tmp_path, suite_file, capsys):
+    card = tmp_path / "flaky.yaml"
+    card.write_text("name: flaky\nadapter: conftest:FlakyGenerator\nlearned: false\n")
+    code, out, err = _cli(["run", "--model", str(card), "--suite", str(suite_file), "--out", str(tmp_path / "runs"),
+                           "--metrics", "sync_offset_ms,fd_video", "--json"], capsys)
+    assert code == 3 and "Traceback" not in err
+    doc = json.loads(out)
+    assert doc["n_failed"] == 2 and doc["status"] == "partial"
+    rows = read_manifest(Path(doc["run_dir"]) / "manifest.jsonl")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert {r["prompt_id"] for r in failed} == {"drum"} and all("out of memory" in r["error"] for r in failed)
+    assert doc["metrics"]["fd_video[vstats]"]["n"] == 4
+    metrics_doc = json.loads((Path(doc["run_dir"]) / "metrics.json").read_text())
+    assert metrics_doc["failures"] == {"error": 2}

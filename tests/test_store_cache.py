@@ -97,3 +97,16 @@ def test_concurrent_writers_never_leave_a_torn_file(tmp_path):
     got = FeatureCache(tmp_path).get(BASE, "same")
     assert got is not None and np.all(got["embedding"] == 3.0)
     assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_extractor_identity_covers_its_source_code(monkeypatch):
+    from mova_bench.features import base
+    from mova_bench.features.vstats import VideoStats
+
+    a = VideoStats().cache_identity()
+    assert a["code_sha256"] and a["extractor"] == "vstats" and a["preprocessing"]
+    base._code_hash.cache_clear()
+    monkeypatch.setattr(base.Path, "read_bytes", lambda self: b"edited source")
+    b = VideoStats().cache_identity()
+    base._code_hash.cache_clear()
+    assert cache_key(a, "h") != cache_key(b, "h")

@@ -16,11 +16,28 @@ a stale feature.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from mova_bench.media import DECODE_CONVENTION, DecodedClip
+
+
+@functools.lru_cache(maxsize=None)
+def _code_hash(cls: type) -> str:
+    import mova_bench.media as media
+
+    h = hashlib.sha256()
+    for obj in (cls, media):
+        try:
+            h.update(Path(inspect.getsourcefile(obj) or "").read_bytes())
+        except (OSError, TypeError):
+            h.update(repr(obj).encode())
+    return h.hexdigest()[:16]
 
 
 class FeatureExtractor:
@@ -56,6 +73,9 @@ class FeatureExtractor:
             "version": self.version,
             "weights_sha256": self.weights_sha256,
             "preprocessing": self.preprocessing(),
+            # the extractor's own source (and the decoder's): editing either invalidates its cache,
+            # even when nobody remembered to bump ``version``
+            "code_sha256": _code_hash(type(self)),
         }
 
     def available(self) -> tuple[bool, str]:

@@ -458,7 +458,7 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], gen: FeatureSet, ref: Feat
     status = "ok" if not failed else "partial"
     doc = {"status": status, "n_clips": len(rows), "n_failed": len(failed), "failures": failures,
            "metrics": metrics_json, "title": title}
-    write_json_atomic(run_dir / "metrics.json", doc)
+    write_json_atomic(run_dir / "metrics.json", doc, sort_keys=False)  # metrics in the order asked for
     write_json_atomic(run_dir / "provenance.json", sanitize_floats({**provenance(inputs), "timings": timings}))
     from mova_bench.report import write_report
 

@@ -59,8 +59,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
             os.fsync(fh.fileno())
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, sort_keys: bool = True) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=str, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

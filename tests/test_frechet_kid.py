@@ -374,3 +374,22 @@ def test_fd_bootstrap_resamples_equal_direct_fd_of_the_resample():
     for b in boots:
         m, c = mean_cov(x[draw.integers(0, 30, size=30)])
         assert b == pytest.approx(frechet_distance(m, c, mu_r, cov_r), rel=1e-10)
+
+
+def test_singular_covariance_takes_the_eigh_factor_and_agrees():
+    from mova_bench.metrics.frechet import sqrt_factor, trace_sqrt_product
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((10, 30))  # n < dim: rank-deficient covariance
+    s1 = np.cov(x, rowvar=False)
+    a = rng.standard_normal((30, 30))
+    s2 = a @ a.T / 30
+    b = sqrt_factor(s1)
+    assert np.allclose(b @ b.T, s1, atol=1e-12)
+    w, v = np.linalg.eigh(s1)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    ref = np.sqrt(np.clip(np.linalg.eigvalsh(root @ s2 @ root), 0, None)).sum()
+    assert abs(trace_sqrt_product(s1, s2) - ref) <= 1e-6 * ref  # √ of rounding-level eigenvalues: ~1e-8
+    # a full-rank Σ₁ takes the Cholesky factor: lower-triangular
+    full = s2 + np.eye(30)
+    assert np.allclose(np.triu(sqrt_factor(full), 1), 0)

@@ -67,7 +67,7 @@ def _dropped_warning(side: str, bad: list[str]) -> list[str]:
 def _fd_bootstrap(x: np.ndarray, mu_r: np.ndarray, cov_r: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """FD of ``n_boot`` resamples (with replacement) of the generated rows ``x`` against a fixed reference.
 
-    With ``B = V√Λ`` from ``eigh(Σ_ref)`` (one decomposition for all resamples), a resample with
+    With ``B Bᵀ = Σ_ref`` (``sqrt_factor``) (one decomposition for all resamples), a resample with
     counts ``w`` has ``tr√(Σ_ref Σ*) = Σ√eig(Bᵀ Σ* B)`` and ``Bᵀ Σ* B = Zᵀ diag(w) Z / (n−1)`` with
     ``Z = xB − μ*B``: one (n, D)×(D, D) product up front, then O(n·D²) + eigvalsh per resample.
     """
@@ -151,7 +151,7 @@ class _Frechet(_EmbeddingDistance):
             f"Fréchet distance between Gaussians fitted to {dims}per-clip '{backbone}' embeddings "
             "(one vector per clip, no frame pooling beyond the backbone's own); mean and unbiased (n−1) "
             "covariance in float64 (running sums for a statistics reference); "
-            "tr√(Σ_ref Σ_gen) = Σ√λ of eig(Bᵀ Σ_gen B), B = V√Λ from eigh(Σ_ref), eigenvalues clipped at 0 "
+            "tr√(Σ_ref Σ_gen) = Σ√λ of eig(Bᵀ Σ_gen B), B Bᵀ = Σ_ref (Cholesky, or V√Λ from eigh when singular), eigenvalues clipped at 0 "
             f"(no scipy sqrtm). 95% CI: percentile bootstrap over generated clips ({boot} resamples, seeded), "
             "re-centred on the estimate because resampling with replacement biases FD upward."
         )

@@ -7,9 +7,9 @@ Numerics (METRICS.md, "Fréchet distances"):
 * float64 throughout; inputs are validated (shapes, finiteness) and the offending value is named.
 * never ``scipy.linalg.sqrtm``. ``tr √(Σ₁Σ₂)`` is the sum of the square roots of the eigenvalues
   of the symmetric positive semi-definite matrix ``√Σ₁ Σ₂ √Σ₁`` (same spectrum as ``Σ₁Σ₂``).
-  ``√Σ₁ = V √Λ Vᵀ`` comes from ``eigh``; with ``B = V √Λ`` the matrix ``√Σ₁ Σ₂ √Σ₁ = V (Bᵀ Σ₂ B) Vᵀ``
-  is orthogonally similar to ``Bᵀ Σ₂ B``, whose eigenvalues ``eigvalsh`` returns. Eigenvalues
-  that round below zero (Σ singular, e.g. n ≤ dim) are clipped at 0.
+  For any factor ``B Bᵀ = Σ₁`` the symmetric matrix ``Bᵀ Σ₂ B`` has the spectrum of ``Σ₁Σ₂``;
+  ``B`` is the Cholesky factor (fast), or ``V √Λ`` from ``eigh`` when Σ₁ is singular (e.g. n ≤ dim),
+  and ``eigvalsh`` returns the eigenvalues. Eigenvalues that round below zero are clipped at 0.
 * statistics are accumulated as float64 running sums (n, Σx, Σxxᵀ) that merge exactly across
   workers, so no run ever needs to hold every feature in memory.
 """
@@ -68,14 +68,21 @@ def _symmetrised(s: np.ndarray) -> np.ndarray:
 
 
 def sqrt_factor(sigma: np.ndarray) -> np.ndarray:
-    """``B = V √Λ`` with ``Σ = V Λ Vᵀ`` (eigenvalues clipped at 0), so that ``B Bᵀ = Σ``.
+    """A factor ``B`` with ``B Bᵀ = Σ``: the Cholesky factor, or ``V √Λ`` (eigenvalues clipped
+    at 0) when Σ is singular or indefinite by rounding.
 
-    Keeping ``B`` lets callers evaluate ``tr √(Σ S)`` for many ``S`` against one fixed ``Σ``
-    (e.g. bootstrap resamples against one reference) with a single ``eigh``.
+    The eigenvalues of ``Bᵀ Σ₂ B`` are those of ``Σ₁ Σ₂`` for any such ``B`` (similar matrices), so
+    ``tr √(Σ₁ Σ₂) = Σ √λ(Bᵀ Σ₂ B)`` whichever factor is used; Cholesky is about twice as fast as
+    ``eigh`` and as accurate (both backward stable). Keeping ``B`` lets callers evaluate
+    ``tr √(Σ S)`` for many ``S`` against one fixed ``Σ`` (e.g. bootstrap resamples against one
+    reference) with a single factorisation.
     """
-    w, v = np.linalg.eigh(sigma)
-    np.clip(w, 0.0, None, out=w)
-    return v * np.sqrt(w)
+    try:
+        return np.linalg.cholesky(sigma)
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(sigma)
+        np.clip(w, 0.0, None, out=w)
+        return v * np.sqrt(w)
 
 
 def trace_sqrt_product_from_factor(factor: np.ndarray, sigma: np.ndarray) -> float:
@@ -95,7 +102,7 @@ def trace_sqrt_product(sigma1: Any, sigma2: Any) -> float:
 
 
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), float64, eigh-based trace sqrt.
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), float64, symmetric-eigenvalue trace sqrt.
 
     Raises ``ValueError`` naming the argument when shapes disagree or a value is not finite.
     The result is clipped at 0 (it is ≥ 0 mathematically; rounding can give −1e-12 for equal inputs).

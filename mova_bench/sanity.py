@@ -50,11 +50,12 @@ def run_sanity(suite: str = "impacts_set", *, out: str | None = None, samples_pe
         log(f"sanity: {'PASS' if passed else 'FAIL'} {metric} vs {knob}: {_round(list(measured))}")
 
     # 1. sync offset recovery and the BT.1359 window
-    offs, rates = [], []
+    offs, rates, ious = [], [], []
     for o in OFFSETS:
-        res = do({"av_offset_ms": o}, SYNC_METRICS)
+        res = do({"av_offset_ms": o}, SYNC_METRICS + ["av_align"])
         offs.append(_value(res, "sync_offset_ms"))
         rates.append(_value(res, "in_sync_rate"))
+        ious.append(_value(res, "av_align"))
     ok = all(v is not None and abs(v - o) <= frame_ms for v, o in zip(offs, OFFSETS))
     add("sync_offset_ms", "av_offset_ms", OFFSETS, offs, ok, f"median recovers the injected offset within one frame ({frame_ms:.1f} ms)")
     inside = [r for r, o in zip(rates, OFFSETS) if -45 <= o <= 125]
@@ -62,17 +63,23 @@ def run_sanity(suite: str = "impacts_set", *, out: str | None = None, samples_pe
     ok = all(r is not None for r in rates) and min(inside) >= 0.8 and max(outside) <= 0.2
     add("in_sync_rate", "av_offset_ms", OFFSETS, rates, ok, "≥0.8 inside the BT.1359 window (−45..+125 ms), ≤0.2 outside")
 
+    centre = ious[OFFSETS.index(0.0)]
+    far = [v for v, o in zip(ious, OFFSETS) if abs(o) >= 200]
+    ok = centre is not None and all(v is not None for v in far) and centre > 2 * max(far)
+    add("av_align", "av_offset_ms", OFFSETS, ious, ok, "IoU at 0 ms more than twice the IoU at ±200 ms (beyond its ±1 frame match window)")
+
     # 2. distribution metrics grow with degradation
-    def monotone(metric: str, knob: str, values: list[float], extra_metrics: list[str]) -> list:
-        measured = [_value(do({knob: v}, [metric.split("[")[0]] + extra_metrics), metric) for v in values]
+    def monotone(metric: str, knob: str, values: list[float]) -> None:
+        measured = [_value(do({knob: v}, [metric.split("[")[0]]), metric) for v in values]
         ok = all(m is not None for m in measured) and all(b > a for a, b in zip(measured, measured[1:]))
         add(metric, knob, values, measured, ok, "strictly increasing")
-        return measured
 
-    monotone("fd_video[vstats]", "video_noise", [0.0, 0.04, 0.1, 0.25], [])
-    monotone("fd_video[vstats]", "blur", [0.0, 1.0, 2.5, 5.0], [])
-    monotone("fd_audio[melstats]", "audio_noise", [0.0, 0.01, 0.04, 0.15], [])
-    monotone("kid_audio[melstats]", "audio_noise", [0.0, 0.04, 0.15], [])
+    monotone("fd_video[vstats]", "video_noise", [0.0, 0.04, 0.1, 0.25])
+    monotone("fd_video[vstats]", "blur", [0.0, 1.0, 2.5, 5.0])
+    monotone("fd_video[vstats]", "flicker", [0.0, 0.05, 0.15, 0.4])
+    monotone("sync_offset_abs_ms", "jitter_ms", [0.0, 20.0, 60.0])
+    monotone("fd_audio[melstats]", "audio_noise", [0.0, 0.01, 0.04, 0.15])
+    monotone("kid_audio[melstats]", "audio_noise", [0.0, 0.04, 0.15])
 
     # 3. the detector: indistinguishable when clean, separated when degraded
     det = metric_registry.get("detector_auc")().key

@@ -197,7 +197,8 @@ def test_reference_stats_build_and_evaluate_against_it(tmp_path, suite_file, cap
 def test_sanity_json_contract(tmp_path, capsys):
     code, out, err = _cli(["sanity", "--json", "--out", str(tmp_path / "sanity")], capsys)
     doc = json.loads(out)
-    assert set(doc) >= {"passed", "checks"} and len(doc["checks"]) >= 8
+    assert set(doc) >= {"passed", "checks"} and len(doc["checks"]) >= 9
+    assert {c["metric"] for c in doc["checks"]} >= {"sync_offset_ms", "in_sync_rate", "av_align", "fd_video[vstats]", "fd_audio[melstats]"}
     for c in doc["checks"]:
         assert set(c) >= {"metric", "knob", "values", "measured", "passed"}
     failed = [c for c in doc["checks"] if not c["passed"]]

@@ -292,6 +292,9 @@ def load_reference_stats(path: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- evaluate folder
 
 
+CLIP_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
 def folder_rows(clips_dir: Path, suite: Suite | None, prefix: str = "") -> list[dict[str, Any]]:
     """Manifest rows for every file in a folder (nothing is copied or modified)."""
     if not clips_dir.is_dir():
@@ -307,10 +310,16 @@ def folder_rows(clips_dir: Path, suite: Suite | None, prefix: str = "") -> list[
                     raise ConfigError(f"{prompts_file}:{i}: not JSON; expected {{\"clip\": \"name.mp4\", \"prompt\": \"...\"}}") from None
                 key = Path(str(obj.get("clip") or obj.get("file") or obj.get("id") or "")).stem
                 prompt_map[key] = obj
-    files = sorted(p for p in clips_dir.iterdir() if p.is_file() and p.name != "prompts.jsonl" and not p.name.startswith("."))
+    entries = sorted(p for p in clips_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [p for p in entries if p.suffix.lower() in CLIP_SUFFIXES]
+    ignored = [p.name for p in entries if p not in files and p.name != "prompts.jsonl"]
+    if ignored:
+        log(f"ignoring {len(ignored)} file(s) without a video extension ({', '.join(CLIP_SUFFIXES)}): "
+            f"{', '.join(ignored[:5])}{' …' if len(ignored) > 5 else ''}")
+    stems = [f.stem for f in files]
     rows = []
     for f in files:
-        stem = f.stem
+        stem = f.stem if stems.count(f.stem) == 1 else f.name  # a.mp4 and a.mov stay two clips
         pid, text, exp = None, None, None
         if stem in prompt_map:
             obj = prompt_map[stem]

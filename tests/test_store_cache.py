@@ -120,12 +120,12 @@ def test_folder_rows_take_prompts_from_suite_stem_or_prompts_jsonl(tmp_path):
     pid = suite.prompts[0].id
     clips = tmp_path / "clips"
     clips.mkdir()
-    for name in (f"{pid}.mp4", "take7.mp4", "anon.mp4"):
+    for name in (f"{pid}.mp4", "take7.mp4", "anon.mp4", "anon.mov", "README.txt"):
         (clips / name).write_bytes(b"x" * 10)
     (clips / "prompts.jsonl").write_text(json.dumps({"clip": "take7.mp4", "prompt": "a glass shatters on tiles"}) + "\n")
     rows = {r["clip_id"]: r for r in folder_rows(clips, suite)}
-    assert set(rows) == {pid, "take7", "anon"}  # prompts.jsonl itself is not a clip
+    assert set(rows) == {pid, "take7", "anon.mp4", "anon.mov"}  # not prompts.jsonl, not README.txt
     assert rows[pid]["prompt_id"] == pid and rows[pid]["prompt_text"] == suite.prompts[0].text
     assert rows["take7"]["prompt_text"] == "a glass shatters on tiles"
-    assert rows["anon"]["prompt_id"] is None and rows["anon"]["prompt_text"] is None
+    assert rows["anon.mp4"]["prompt_id"] is None and rows["anon.mov"]["prompt_text"] is None
     assert all(r["status"] == "ok" and r["path"].startswith(str(clips)) for r in rows.values())

@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="base seed (default: the suite's)")
     r.add_argument("--samples-per-prompt", type=int, default=None)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="generator parameter, repeatable")
-    r.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"])
+    r.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"],
+                   help="classical: weight-free; standard: I3D/VGGish/...; auto: standard where installed, else classical "
+                        "(this build ships no standard weights, so auto = classical)")
     r.add_argument("--metrics", type=_csv, default=None, help="comma-separated metric names (default: all)")
-    r.add_argument("--executor", default="local")
+    r.add_argument("--executor", default="local", help="how per-clip tasks run (default: local, in process)")
     r.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

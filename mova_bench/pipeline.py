@@ -498,6 +498,7 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     for req in requests:
         generator.validate_request(req)
     metric_objs = select_metrics(metrics, backbones)
+    ex = get_executor(executor)
     spec = {
         "kind": "run", "model": card.name, "model_params": generator.params, "suite": suite.name,
         "suite_version": suite.version, "suite_fingerprint": suite.fingerprint(), "seed": seed,
@@ -507,7 +508,6 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     run_dir.mkdir(parents=True, exist_ok=True)
     _freeze_spec(run_dir, spec)
     log(f"run folder: {run_dir}")
-    ex = get_executor(executor)
     t0 = time.perf_counter()
     rows = generate_set(requests, model=card.name, params=generator.params, card=card,
                         clips_dir=run_dir / "clips", manifest_path=run_dir / "manifest.jsonl", executor=ex,
@@ -548,6 +548,7 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
     if not rows:
         raise ConfigError(f"--clips {str(clips_dir)!r} holds no files; expected .mp4 clips")
     metric_objs = select_metrics(metrics, backbones)
+    ex = get_executor(executor)
     listing = {r["clip_id"]: r["content_hash"] for r in rows}
     spec = {"kind": "evaluate", "clips": str(clips_dir), "suite": suite.name if suite else None,
             "suite_fingerprint": suite.fingerprint() if suite else None, "backbones": backbones,
@@ -556,7 +557,6 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
     run_dir.mkdir(parents=True, exist_ok=True)
     _freeze_spec(run_dir, spec)
     log(f"run folder: {run_dir}")
-    ex = get_executor(executor)
     specs = extractor_specs(metric_objs, suite)
     t0 = time.perf_counter()
     gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)

@@ -5,7 +5,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from mova_bench.errors import ConfigError
 from mova_bench.registry import Registry
 
 
@@ -49,9 +48,25 @@ executors: Registry[Any] = Registry("executor")
 executors.register("local", "mova_bench.executors.local:LocalExecutor")
 
 
+def _discover(name: str) -> None:
+    """A new executor is one new file: ``mova_bench/executors/<name>.py`` defining an
+    :class:`Executor` subclass whose ``name`` is ``<name>``; it is found on first use."""
+    import importlib
+    import importlib.util
+
+    if name in executors or not name.isidentifier():
+        return
+    module_name = f"mova_bench.executors.{name}"
+    if importlib.util.find_spec(module_name) is None:
+        return
+    module = importlib.import_module(module_name)
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, Executor) and obj is not Executor and obj.name == name:
+            executors.register(name, obj)
+            return
+
+
 def get_executor(name: str = "local", **kwargs: Any) -> Executor:
-    try:
-        cls = executors.get(name)
-    except KeyError as exc:
-        raise ConfigError(str(exc)) from None
+    _discover(name)
+    cls = executors.get(name)
     return cls(**kwargs)

@@ -69,22 +69,35 @@ def scored_offset(offset_ms: float, expected: Any) -> float:
     return float(offset_ms) - min(max(float(offset_ms), lo), hi)
 
 
-def collect_scored_offsets(gen: FeatureSet, extractor: str = "sync_dsp") -> tuple[dict[str, float], dict[str, Any]]:
-    """(clip id -> scored offset for synchronizable clips, extra counts) from ``sync_dsp`` features."""
+def collect_ok_values(gen: FeatureSet, extractor: str, key: str) -> tuple[dict[str, float], Counter[str], int]:
+    """Per-clip ``key`` of every clip whose ``extractor`` status is ok and value finite.
+
+    Returns (clip id -> value, excluded-status counts, number of clips that had features).
+    """
     per = gen.features.get(extractor, {})
-    scored: dict[str, float] = {}
+    values: dict[str, float] = {}
     reasons: Counter[str] = Counter()
-    n_total = n_expected = 0
+    n_total = 0
     for cid in gen.clip_ids:
         feats = per.get(cid)
         if feats is None:
             continue
         n_total += 1
         status = str(feats["status"])
-        offset = float(feats["offset_ms"])
-        if status != "ok" or not math.isfinite(offset):
-            reasons[status if status != "ok" else "nan_offset"] += 1
+        value = float(feats[key])
+        if status != "ok" or not math.isfinite(value):
+            reasons[status if status != "ok" else f"nan_{key}"] += 1
             continue
+        values[cid] = value
+    return values, reasons, n_total
+
+
+def collect_scored_offsets(gen: FeatureSet, extractor: str = "sync_dsp") -> tuple[dict[str, float], dict[str, Any]]:
+    """(clip id -> scored offset for synchronizable clips, extra counts) from ``sync_dsp`` features."""
+    offsets, reasons, n_total = collect_ok_values(gen, extractor, "offset_ms")
+    scored: dict[str, float] = {}
+    n_expected = 0
+    for cid, offset in offsets.items():
         expected = (gen.meta.get(cid) or {}).get("expected_offset_ms")
         n_expected += expected is not None
         scored[cid] = scored_offset(offset, expected)
@@ -211,21 +224,7 @@ class AVAlign(Metric):
     )
 
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
-        per = gen.features.get("av_align", {})
-        ious: dict[str, float] = {}
-        reasons: Counter[str] = Counter()
-        n_total = 0
-        for cid in gen.clip_ids:
-            feats = per.get(cid)
-            if feats is None:
-                continue
-            n_total += 1
-            status = str(feats["status"])
-            iou = float(feats["iou"])
-            if status != "ok" or not math.isfinite(iou):
-                reasons[status if status != "ok" else "nan_iou"] += 1
-                continue
-            ious[cid] = iou
+        ious, reasons, n_total = collect_ok_values(gen, "av_align", "iou")
         extra: dict[str, Any] = {
             "n_excluded": int(sum(reasons.values())),
             "excluded_reasons": dict(sorted(reasons.items())),

@@ -245,6 +245,17 @@ def analyse_set(rows: list[dict[str, Any]], specs: tuple[ExtractorSpec, ...], ex
 # --------------------------------------------------------------------------- reference sets
 
 
+def analyse_reference(rows: list[dict[str, Any]], specs, executor, info: dict[str, Any], use_cache: bool) -> FeatureSet:
+    """Features of the reference set; its size and failures are recorded in ``info`` (never hidden)."""
+    fs, _ = analyse_set(rows, specs, executor, desc="analysing reference", use_cache=use_cache)
+    failed = [r for r in rows if r.get("status") != "ok"]
+    info.update(n_clips=len(rows), n_failed=len(failed))
+    if failed:
+        info["failures"] = {r["clip_id"]: r.get("reason") for r in failed[:50]}
+        log(f"warning: {len(failed)} of {len(rows)} reference clips failed and are left out (see metrics.json 'reference')")
+    return fs
+
+
 def reference_rows(suite: Suite, executor, *, out_root: Path | None = None) -> tuple[list[dict[str, Any]] | None, dict[str, Any], dict[str, Any]]:
     """Rows (manifest-like) of the suite's reference set, or precomputed stats. Returns (rows, stats, info)."""
     ref = suite.reference
@@ -466,7 +477,7 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], gen: FeatureSet, ref: Feat
     metrics_json = {k: sanitize_floats(v.to_json()) for k, v in results.items()}
     status = "ok" if not failed else "partial"
     doc = {"status": status, "n_clips": len(rows), "n_failed": len(failed), "failures": failures,
-           "metrics": metrics_json, "title": title}
+           "reference": inputs.get("reference"), "metrics": metrics_json, "title": title}
     write_json_atomic(run_dir / "metrics.json", doc, sort_keys=False)  # metrics in the order asked for
     write_json_atomic(run_dir / "provenance.json", sanitize_floats({**provenance(inputs), "timings": timings}))
     from mova_bench.report import write_report
@@ -519,7 +530,7 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
     ref_fs = None
     if ref_rows is not None:
-        ref_fs, _ = analyse_set(ref_rows, specs, ex, desc="analysing reference", use_cache=use_cache)
+        ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
     elif ref_stats:
         ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
     timings["analyse_s"] = round(time.perf_counter() - t0, 3)
@@ -564,7 +575,7 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
     if suite is not None:
         ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
         if ref_rows is not None:
-            ref_fs, _ = analyse_set(ref_rows, specs, ex, desc="analysing reference", use_cache=use_cache)
+            ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
         elif ref_stats:
             ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
     timings["analyse_s"] = round(time.perf_counter() - t0, 3)

@@ -219,3 +219,24 @@ def test_a_failing_clip_is_recorded_and_the_run_goes_on(tmp_path, suite_file, ca
     assert doc["metrics"]["fd_video[vstats]"]["n"] == 4
     metrics_doc = json.loads((Path(doc["run_dir"]) / "metrics.json").read_text())
     assert metrics_doc["failures"] == {"error": 2}
+
+
+def test_reference_clip_failures_are_counted_not_hidden(tmp_path, suite_file, capsys):
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for i in range(3):
+        make_av(ref / f"r{i}.mp4", seconds=2.0, events=(0.5 + 0.2 * i, 1.4))
+    (ref / "broken.mp4").write_bytes(b"")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        make_av(clips / f"c{i}.mp4", seconds=2.0, events=(0.4 + 0.3 * i,))
+    code, out, err = _cli(["evaluate", "--clips", str(clips), "--suite", str(suite_file), "--reference", str(ref),
+                           "--metrics", "fd_video", "--out", str(tmp_path / "runs"), "--json"], capsys)
+    assert code == 0, err  # the generated clips are all fine
+    run_dir = Path(json.loads(out)["run_dir"])
+    doc = json.loads((run_dir / "metrics.json").read_text())
+    assert doc["reference"]["n_clips"] == 4 and doc["reference"]["n_failed"] == 1
+    assert doc["reference"]["failures"] == {"ref:broken": "empty"}
+    assert doc["metrics"]["fd_video[vstats]"]["extra"]["n_ref"] == 3
+    assert "1 failed" in (run_dir / "report.html").read_text() and "reference clips failed" in err

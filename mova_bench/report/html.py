@@ -43,6 +43,12 @@ def render_report(run_dir: str | os.PathLike) -> str:
              f"<style>{CSS}</style></head><body>",
              f"<h1>{e(doc.get('title', 'mova-bench report'))}</h1>",
              f"<p class='sub'>{doc['n_clips']} clips, <span class='{e(doc['status'])}'>{doc['n_failed']} failed</span> · run folder <code>{e(run_dir.name)}</code></p>"]
+    ref = doc.get("reference") or {}
+    if ref:
+        parts.append(f"<p class='small' id='reference'>Reference set: {e(str(ref.get('kind')))}"
+                     + (f", {ref['n_clips']} clips" if "n_clips" in ref else "")
+                     + (f", <span class='failed'>{ref['n_failed']} failed</span>" if ref.get("n_failed") else "")
+                     + "</p>")
     parts.append("<h2>Metrics</h2><table id='metrics'><thead><tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>unit</th><th>direction</th><th>status</th></tr></thead><tbody>")
     for key, m in doc["metrics"].items():
         ci = f"[{_fmt(m.get('ci_low'))}, {_fmt(m.get('ci_high'))}]" if m.get("ci_low") is not None else "—"

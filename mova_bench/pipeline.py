@@ -386,20 +386,26 @@ def write_per_clip(path: Path, rows: list[dict[str, Any]], results: dict[str, Me
     import pyarrow.parquet as pq
 
     cols: dict[str, list[Any]] = {k: [] for k in ("clip_id", "prompt_id", "seed", "status", "reason", "error", "path", "content_hash")}
-    metric_cols = {k: [] for k, r in results.items() if r.per_clip}
-    extra_cols: dict[str, list[Any]] = {"sync_status": [], "sync_confidence": []}
+    metric_cols = {r.per_clip_column: r.per_clip for r in results.values() if r.per_clip}
+    out_metric: dict[str, list[Any]] = {k: [] for k in metric_cols}
+    sync_cols: dict[str, list[Any]] = {"sync_status": [], "sync_offset_raw_ms": [], "sync_confidence": []}
     sync = gen.features.get("sync_dsp", {})
+
+    def num(v: Any) -> float | None:
+        return None if v is None or not np.isfinite(float(v)) else float(v)
+
     for r in rows:
         for k in cols:
             cols[k].append(r.get(k))
-        for k in metric_cols:
-            v = results[k].per_clip.get(r["clip_id"])
-            metric_cols[k].append(None if v is None or not np.isfinite(v) else float(v))
-        s = sync.get(r["clip_id"])
-        extra_cols["sync_status"].append(str(s["status"]) if s is not None and "status" in s else None)
-        conf = float(s["confidence"]) if s is not None and "confidence" in s else None
-        extra_cols["sync_confidence"].append(conf if conf is not None and np.isfinite(conf) else None)
-    table = pa.table({**cols, **metric_cols, **extra_cols})
+        for k, per in metric_cols.items():
+            out_metric[k].append(num(per.get(r["clip_id"])))
+        s = sync.get(r["clip_id"]) or {}
+        sync_cols["sync_status"].append(str(s["status"]) if "status" in s else None)
+        sync_cols["sync_offset_raw_ms"].append(num(s.get("offset_ms")))
+        sync_cols["sync_confidence"].append(num(s.get("confidence")))
+    if not sync:
+        sync_cols = {}
+    table = pa.table({**cols, **out_metric, **sync_cols})
     with atomic_path(path, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
 

@@ -73,6 +73,8 @@ def test_run_writes_a_complete_run_folder_and_resumes(tmp_path, suite_file, caps
     table = pq.read_table(run_dir / "per_clip.parquet").to_pylist()
     assert [t["clip_id"] for t in table] == [r["clip_id"] for r in rows]
     assert all(t["sync_status"] for t in table)
+    assert {"p_synthetic", "sync_scored_offset_ms", "in_sync", "av_align_iou", "sync_offset_raw_ms"} <= set(table[0])
+    assert all(0.0 <= t["p_synthetic"] <= 1.0 for t in table) and all(t["in_sync"] in (0.0, 1.0, None) for t in table)
 
     mtimes = {r["clip_id"]: os.stat(r["path"]).st_mtime_ns for r in rows}
     code2, out2, _ = _cli(_run_args(suite_file, tmp_path / "runs"), capsys)

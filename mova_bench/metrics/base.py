@@ -56,10 +56,13 @@ class MetricResult:
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     per_clip: dict[str, float] = field(default_factory=dict)
+    #: column name of ``per_clip`` in per_clip.parquet
+    per_clip_column: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("per_clip")
+        d.pop("per_clip_column")
         for k in ("value", "ci_low", "ci_high"):
             v = d[k]
             if v is not None and not math.isfinite(v):
@@ -79,6 +82,8 @@ class Metric:
     #: backbone modality this metric accepts ("video" | "audio" | None for no backbone)
     backbone_modality: ClassVar[str | None] = None
     default_backbone: ClassVar[str | None] = None
+    #: name of this metric's per-clip column in per_clip.parquet (default: the metric key)
+    per_clip_column: ClassVar[str | None] = None
 
     def __init__(self, backbone: str | None = None, **options: Any):
         self.backbone = backbone if backbone is not None else self.default_backbone
@@ -100,6 +105,7 @@ class Metric:
             unit=self.unit,
             higher_is_better=self.higher_is_better,
             convention=self.convention,
+            per_clip_column=self.per_clip_column or self.key,
             **kw,
         )
 

@@ -133,6 +133,7 @@ class DetectorAUC(Metric):
     display_name: ClassVar[str] = "Synthetic-media detector AUC"
     unit: ClassVar[str] = "AUC"
     higher_is_better: ClassVar[bool | None] = False
+    per_clip_column: ClassVar[str | None] = "p_synthetic"
     needs_reference: ClassVar[bool] = True
     backbone_modality: ClassVar[str | None] = "av"
     default_backbone: ClassVar[str | None] = "+".join(DEFAULT_FEATURES)

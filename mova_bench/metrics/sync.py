@@ -17,8 +17,8 @@ Synchronizable clips
     ``extra``: ``n_not_synchronizable``, ``not_synchronizable_reasons`` ({status: count}) and
     ``n_total`` (clips with ``sync_dsp`` features). ``n`` is the number of synchronizable clips.
     With none, the metric is skipped with the reason; it never reports 0 or a sentinel.
-    ``per_clip`` holds the signed scored offset (ms) of every synchronizable clip, for all three
-    metrics. 95% CIs are percentile bootstraps over clips (:func:`mova_bench.stats.bootstrap_ci`,
+    Per clip (per_clip.parquet): ``sync_scored_offset_ms`` (signed scored offset of every
+    synchronizable clip) and ``in_sync`` (1 inside the BT.1359 window, else 0). 95% CIs are percentile bootstraps over clips (:func:`mova_bench.stats.bootstrap_ci`,
     seeded with the run seed).
 """
 
@@ -121,6 +121,9 @@ class _SyncMetric(Metric):
     def _statistic(self, values: np.ndarray) -> float:
         raise NotImplementedError
 
+    def _per_clip(self, scored: dict[str, float]) -> dict[str, float]:
+        return {}
+
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
         scored, extra = collect_scored_offsets(gen)
         if not scored:
@@ -149,7 +152,7 @@ class _SyncMetric(Metric):
             ci_low=lo,
             ci_high=hi,
             extra=extra,
-            per_clip={c: float(scored[c]) for c in ids},
+            per_clip=self._per_clip(scored),
             warnings=warnings,
         )
 
@@ -167,8 +170,13 @@ class SyncOffset(_SyncMetric):
         "(two-sided: higher_is_better is null). " + _SYNC_CONVENTION
     )
 
+    per_clip_column = "sync_scored_offset_ms"
+
     def _statistic(self, values: np.ndarray) -> float:
         return float(np.median(values))
+
+    def _per_clip(self, scored: dict[str, float]) -> dict[str, float]:
+        return {c: float(v) for c, v in scored.items()}
 
 
 class SyncOffsetAbs(_SyncMetric):
@@ -195,11 +203,16 @@ class InSyncRate(_SyncMetric):
         f"Share of synchronizable clips whose scored offset is inside the ITU-R BT.1359 "
         f"detectability window: audio at most {BT1359_EARLY_MS:g} ms early and at most "
         f"{BT1359_LATE_MS:g} ms late, i.e. -{BT1359_EARLY_MS:g} <= offset <= +{BT1359_LATE_MS:g} ms "
-        f"(bounds inclusive); higher is better. per_clip holds the scored offsets. " + _SYNC_CONVENTION
+        f"(bounds inclusive); higher is better. Per clip: in_sync = 1 inside the window, else 0. " + _SYNC_CONVENTION
     )
+
+    per_clip_column = "in_sync"
 
     def _statistic(self, values: np.ndarray) -> float:
         return float(np.mean((values >= -BT1359_EARLY_MS) & (values <= BT1359_LATE_MS)))
+
+    def _per_clip(self, scored: dict[str, float]) -> dict[str, float]:
+        return {c: float(-BT1359_EARLY_MS <= v <= BT1359_LATE_MS) for c, v in scored.items()}
 
 
 class AVAlign(Metric):
@@ -209,6 +222,7 @@ class AVAlign(Metric):
     display_name = "AV-Align (onset / flow-peak IoU)"
     unit = "IoU"
     higher_is_better = True
+    per_clip_column = "av_align_iou"
     requires = ("av_align",)
     needs_reference = False
     convention = (

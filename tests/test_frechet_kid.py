@@ -393,3 +393,37 @@ def test_singular_covariance_takes_the_eigh_factor_and_agrees():
     # a full-rank Σ₁ takes the Cholesky factor: lower-triangular
     full = s2 + np.eye(30)
     assert np.allclose(np.triu(sqrt_factor(full), 1), 0)
+
+
+def test_fd_infinity_removes_the_small_n_bias():
+    from mova_bench.metrics.frechet import frechet_infinity
+
+    rng = np.random.default_rng(11)
+    dim = 8
+    ref = rng.standard_normal((20000, dim))
+    mu_r, cov_r = ref.mean(0), np.cov(ref, rowvar=False)
+    shift = np.zeros(dim)
+    shift[0] = 1.0  # true FD between N(shift, I) and N(0, I) is |shift|² = 1
+    x = rng.standard_normal((400, dim)) + shift
+    full = frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu_r, cov_r)
+    inf = frechet_infinity(x, mu_r, cov_r, seed=0, n_points=6, n_reps=5, min_fraction=0.1)
+    assert inf is not None and inf["sizes"][0] == 40 and inf["sizes"][-1] == 400
+    assert inf["slope"] > 0  # FD decreases with n
+    assert abs(inf["value"] - 1.0) < abs(full - 1.0)  # the extrapolation is closer to the truth
+    assert abs(inf["value"] - 1.0) < 0.1 and 0.0 <= inf["r2"] <= 1.0
+    again = frechet_infinity(x, mu_r, cov_r, seed=0, n_points=6, n_reps=5, min_fraction=0.1)
+    assert again == inf  # seeded
+    assert frechet_infinity(x[:3], mu_r, cov_r) is None  # too few distinct sizes
+
+
+def test_fd_metric_reports_fd_infinity_only_when_n_allows_it():
+    rng = np.random.default_rng(3)
+
+    def fs(n, shift):
+        ids = [f"c{i}" for i in range(n)]
+        return FeatureSet(ids, {"vstats": {c: {"embedding": rng.standard_normal(6) + shift} for c in ids}})
+
+    ok = FrechetVideo().compute(fs(60, 0.5), fs(300, 0.0)).extra["fd_infinity"]
+    assert ok["value"] is not None and ok["sizes"][-1] == 60 and "1/n" in ok["method"]
+    few = FrechetVideo().compute(fs(8, 0.5), fs(300, 0.0)).extra["fd_infinity"]
+    assert few["value"] is None and "2·dim = 12" in few["reason"]

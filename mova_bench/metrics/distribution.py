@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
-from mova_bench.metrics.frechet import RunningStats, frechet_distance, mean_cov, sqrt_factor
+from mova_bench.metrics.frechet import RunningStats, frechet_distance, frechet_infinity, mean_cov, sqrt_factor
 from mova_bench.metrics.kid import MAX_GEN_KERNEL, N_SUBSETS, SUBSET_SIZE, kid_values, kid_values_and_bootstrap
 from mova_bench.stats import CI_LEVEL, percentile_interval
 
@@ -153,7 +153,8 @@ class _Frechet(_EmbeddingDistance):
             "covariance in float64 (running sums for a statistics reference); "
             "tr√(Σ_ref Σ_gen) = Σ√λ of eig(Bᵀ Σ_gen B), B Bᵀ = Σ_ref (Cholesky, or V√Λ from eigh when singular), eigenvalues clipped at 0 "
             f"(no scipy sqrtm). 95% CI: percentile bootstrap over generated clips ({boot} resamples, seeded), "
-            "re-centred on the estimate because resampling with replacement biases FD upward."
+            "re-centred on the estimate because resampling with replacement biases FD upward. "
+            "extra.fd_infinity: FD∞, the intercept of mean subset FD fitted against 1/n (seeded subsets from n/2 to n), with R²."
         )
 
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
@@ -188,6 +189,10 @@ class _Frechet(_EmbeddingDistance):
                 "mean_term": mean_term, "covariance_term": value - mean_term,
                 "n_boot": n_boot, "ci_method": "percentile bootstrap over generated clips, re-centred on the estimate",
                 "bootstrap_median": float(np.median(boots)),
+                # the 1/n fit only holds once every subset has full-rank covariance (n/2 ≥ dim)
+                "fd_infinity": (frechet_infinity(x, mu_r, cov_r, seed=seed, n_reps=3 if dim <= 512 else 1)
+                                if len(x) >= 2 * dim else
+                                {"value": None, "reason": f"needs n ≥ 2·dim = {2 * dim} generated clips (n = {len(x)})"}),
             },
         )
         res.convention = self.describe_convention(self.backbone, dim, n_boot)

@@ -58,6 +58,9 @@ def render_report(run_dir: str | os.PathLike) -> str:
         extra = m.get("extra") or {}
         if extra.get("n_not_synchronizable"):
             note += f"<div class='small'>{extra['n_not_synchronizable']} clip(s) not synchronizable: {e(str(extra.get('not_synchronizable_reasons')))}</div>"
+        fdi = extra.get("fd_infinity")
+        if isinstance(fdi, dict) and fdi.get("value") is not None:
+            note += f"<div class='small'>FD∞ {_fmt(fdi['value'])} (fit against 1/n, R² {_fmt(fdi.get('r2'), 2)})</div>"
         if extra.get("n_with_expected_offset"):
             note += (f"<div class='small'>{extra['n_with_expected_offset']} clip(s) scored against their prompt's "
                      "expected_offset_ms (late by design, e.g. distant thunder): offsets inside that window count as 0</div>")

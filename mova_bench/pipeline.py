@@ -28,7 +28,7 @@ from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
 from mova_bench.registry import features as feature_registry
 from mova_bench.registry import metrics as metric_registry
 from mova_bench.store import (
-    atomic_path, read_json, read_manifest, sanitize_floats, slug, spec_hash, write_json_atomic, write_manifest,
+    atomic_path, exclusive_folder, read_json, read_manifest, sanitize_floats, slug, spec_hash, write_json_atomic, write_manifest,
 )
 from mova_bench.suites import Suite, load_suite
 
@@ -266,8 +266,9 @@ def reference_rows(suite: Suite, executor, *, out_root: Path | None = None) -> t
         root = (out_root or cache_home() / "references") / f"{slug(suite.name)}-{spec_hash(spec)}"
         reqs = build_requests(suite, card, seed=0, samples_per_prompt=n, seed_offset=REFERENCE_SEED_BASE + ref.seed)
         reqs = [ClipRequest(**{**r.__dict__, "clip_id": "ref:" + r.clip_id}) for r in reqs]
-        rows = generate_set(reqs, model="procedural", params={}, card=card, clips_dir=root / "clips",
-                            manifest_path=root / "manifest.jsonl", executor=executor, desc="reference clips")
+        with exclusive_folder(root):
+            rows = generate_set(reqs, model="procedural", params={}, card=card, clips_dir=root / "clips",
+                                manifest_path=root / "manifest.jsonl", executor=executor, desc="reference clips")
         return rows, {}, {"kind": "procedural", "path": str(root), "samples_per_prompt": n, "seed": ref.seed}
     if ref.kind == "clips":
         rows = folder_rows(Path(_ref_path(suite, ref.path)), suite, prefix="ref:")
@@ -523,29 +524,30 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     }
     run_dir = Path(out) / f"{slug(card.name)}-{slug(suite.name)}-{spec_hash(spec)}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    _freeze_spec(run_dir, spec)
-    log(f"run folder: {run_dir}")
-    t0 = time.perf_counter()
-    rows = generate_set(requests, model=card.name, params=generator.params, card=card,
-                        clips_dir=run_dir / "clips", manifest_path=run_dir / "manifest.jsonl", executor=ex,
-                        desc=f"generating ({card.name})")
-    timings["generate_s"] = round(time.perf_counter() - t0, 3)
-    specs = extractor_specs(metric_objs, suite)
-    t0 = time.perf_counter()
-    gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
-    ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
-    ref_fs = None
-    if ref_rows is not None:
-        ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
-    elif ref_stats:
-        ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
-    timings["analyse_s"] = round(time.perf_counter() - t0, 3)
-    inputs = {"suite_file": suite.source, "suite_sha256": file_sha256(suite.source) if suite.source else None,
-              "model_card": card.source, "model_card_sha256": file_sha256(card.source) if card.source else None,
-              "reference": ref_info, "cache": {"hits": gstats["cache_hits"], "clips_decoded": gstats["decoded"]}}
-    timings["total_before_metrics_s"] = round(time.perf_counter() - t_start, 3)
-    title = f"{card.display_name or card.name} on {suite.name} v{suite.version}"
-    return finish(run_dir, rows, gen_fs, ref_fs, metric_objs, seed, {**inputs, "spec": spec}, title, timings)
+    with exclusive_folder(run_dir):
+        _freeze_spec(run_dir, spec)
+        log(f"run folder: {run_dir}")
+        t0 = time.perf_counter()
+        rows = generate_set(requests, model=card.name, params=generator.params, card=card,
+                            clips_dir=run_dir / "clips", manifest_path=run_dir / "manifest.jsonl", executor=ex,
+                            desc=f"generating ({card.name})")
+        timings["generate_s"] = round(time.perf_counter() - t0, 3)
+        specs = extractor_specs(metric_objs, suite)
+        t0 = time.perf_counter()
+        gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
+        ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
+        ref_fs = None
+        if ref_rows is not None:
+            ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
+        elif ref_stats:
+            ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
+        timings["analyse_s"] = round(time.perf_counter() - t0, 3)
+        inputs = {"suite_file": suite.source, "suite_sha256": file_sha256(suite.source) if suite.source else None,
+                  "model_card": card.source, "model_card_sha256": file_sha256(card.source) if card.source else None,
+                  "reference": ref_info, "cache": {"hits": gstats["cache_hits"], "clips_decoded": gstats["decoded"]}}
+        timings["total_before_metrics_s"] = round(time.perf_counter() - t_start, 3)
+        title = f"{card.display_name or card.name} on {suite.name} v{suite.version}"
+        return finish(run_dir, rows, gen_fs, ref_fs, metric_objs, seed, {**inputs, "spec": spec}, title, timings)
 
 
 def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
@@ -572,20 +574,21 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
             "metrics": [m.key for m in metric_objs], "reference": reference, "files": spec_hash(listing)}
     run_dir = Path(out) / f"eval-{slug(clips_dir.name)}-{spec_hash(spec)}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    _freeze_spec(run_dir, spec)
-    log(f"run folder: {run_dir}")
-    specs = extractor_specs(metric_objs, suite)
-    t0 = time.perf_counter()
-    gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
-    ref_fs, ref_info = None, None
-    if suite is not None:
-        ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
-        if ref_rows is not None:
-            ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
-        elif ref_stats:
-            ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
-    timings["analyse_s"] = round(time.perf_counter() - t0, 3)
-    inputs = {"clips_dir": str(clips_dir), "reference": ref_info, "suite_file": suite.source if suite else None,
-              "cache": {"hits": gstats["cache_hits"], "clips_decoded": gstats["decoded"]}, "spec": spec}
-    title = f"{clips_dir.name}" + (f" on {suite.name} v{suite.version}" if suite else "")
-    return finish(run_dir, rows, gen_fs, ref_fs, metric_objs, seed, inputs, title, timings)
+    with exclusive_folder(run_dir):
+        _freeze_spec(run_dir, spec)
+        log(f"run folder: {run_dir}")
+        specs = extractor_specs(metric_objs, suite)
+        t0 = time.perf_counter()
+        gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
+        ref_fs, ref_info = None, None
+        if suite is not None:
+            ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
+            if ref_rows is not None:
+                ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
+            elif ref_stats:
+                ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
+        timings["analyse_s"] = round(time.perf_counter() - t0, 3)
+        inputs = {"clips_dir": str(clips_dir), "reference": ref_info, "suite_file": suite.source if suite else None,
+                  "cache": {"hits": gstats["cache_hits"], "clips_decoded": gstats["decoded"]}, "spec": spec}
+        title = f"{clips_dir.name}" + (f" on {suite.name} v{suite.version}" if suite else "")
+        return finish(run_dir, rows, gen_fs, ref_fs, metric_objs, seed, inputs, title, timings)

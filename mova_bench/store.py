@@ -102,3 +102,32 @@ def sanitize_floats(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [sanitize_floats(v) for v in obj]
     return obj
+
+
+@contextmanager
+def exclusive_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``path/.lock`` for the duration; while held, leftovers of a killed writer are removed.
+
+    A process killed inside :func:`atomic_path` leaves its ``.<name>.*.tmp`` file behind; the next
+    process to take the folder deletes those (nobody else can be writing: it holds the lock).
+    """
+    from filelock import FileLock, Timeout
+
+    from mova_bench.errors import ConfigError
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"{path} is in use by another mova-bench process; wait for it to finish (or remove {path / '.lock'} if none runs)"
+        ) from None
+    try:
+        for stale in path.rglob(".*.tmp"):
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
+        yield path
+    finally:
+        lock.release()

@@ -115,11 +115,11 @@ def test_kill_mid_run_then_resume_equals_uninterrupted(tmp_path, suite_file, cap
         manifests = list(out_killed.glob("*/manifest.jsonl"))
         if manifests:
             done = [r for r in read_manifest(manifests[0]) if r["status"] == "ok"]
-            if 2 <= len(done) < 6:
+            if 1 <= len(done) < 6:
                 os.killpg(proc.pid, signal.SIGKILL)
                 killed_at = len(done)
                 break
-        time.sleep(0.02)
+        time.sleep(0.005)
     proc.wait()
     assert killed_at is not None, "the run finished before it could be killed"
     assert not list(out_killed.glob("*/metrics.json"))

@@ -129,3 +129,33 @@ def test_folder_rows_take_prompts_from_suite_stem_or_prompts_jsonl(tmp_path):
     assert rows["take7"]["prompt_text"] == "a glass shatters on tiles"
     assert rows["anon.mp4"]["prompt_id"] is None and rows["anon.mov"]["prompt_text"] is None
     assert all(r["status"] == "ok" and r["path"].startswith(str(clips)) for r in rows.values())
+
+
+def test_exclusive_folder_cleans_leftovers_and_refuses_a_second_holder(tmp_path):
+    import subprocess
+    import sys
+
+    from mova_bench.errors import ConfigError
+    from mova_bench.store import exclusive_folder
+
+    (tmp_path / "clips").mkdir()
+    stale = tmp_path / "clips" / ".a__s0.mp4.x1y2.mp4.tmp"
+    stale.write_bytes(b"half a clip")
+    keep = tmp_path / "clips" / "a__s0.mp4"
+    keep.write_bytes(b"done")
+    with exclusive_folder(tmp_path):
+        assert not stale.exists() and keep.exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
+         "print('locked', flush=True); time.sleep(30)", str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match="in use by another mova-bench process"):
+            with exclusive_folder(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_folder(tmp_path):  # free again once the holder is gone
+        pass

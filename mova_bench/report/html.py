@@ -57,7 +57,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
             note = f"<div class='small'>{e(m.get('reason') or '')}{(' — fix: ' + e(m['fix'])) if m.get('fix') else ''}</div>"
         extra = m.get("extra") or {}
         if extra.get("n_not_synchronizable"):
-            note += f"<div class='small'>{extra['n_not_synchronizable']} clip(s) not synchronizable: {e(str(extra.get('not_synchronizable_reasons')))}</div>"
+            note += f"<div class='small'>{extra['n_not_synchronizable']} clip(s) not synchronizable ({e(', '.join(f'{k}: {v}' for k, v in (extra.get('not_synchronizable_reasons') or {}).items()))})</div>"
         fdi = extra.get("fd_infinity")
         if isinstance(fdi, dict) and fdi.get("value") is not None:
             note += f"<div class='small'>FD∞ {_fmt(fdi['value'])} (fit against 1/n, R² {_fmt(fdi.get('r2'), 2)})</div>"

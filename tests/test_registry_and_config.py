@@ -174,3 +174,15 @@ def test_validate_command_checks_suites_and_cards(tmp_path, capsys):
     assert main(["validate", str(card), str(suite)]) == 2
     err = capsys.readouterr().err
     assert "resources.gpus" in err and "prompts.0.text" in err and str(card) in err
+
+
+def test_demo_suite_yields_at_least_ten_clips_with_disjoint_reference_seeds():
+    from mova_bench.pipeline import REFERENCE_SEED_BASE, build_requests
+
+    suite = load_suite("thunderstorm_set")
+    card = load_card("procedural")
+    reqs = build_requests(suite, card, seed=suite.defaults.seed, samples_per_prompt=suite.defaults.samples_per_prompt)
+    assert len(reqs) >= 10 and len({r.clip_id for r in reqs}) == len(reqs)
+    assert len({r.seed for r in reqs}) == len(reqs) and max(r.seed for r in reqs) < REFERENCE_SEED_BASE
+    distant = [p for p in suite.prompts if p.expected_offset_ms and p.expected_offset_ms[0] >= 800]
+    assert distant and suite.defaults.sync_max_lag_ms >= max(p.expected_offset_ms[1] for p in distant)

@@ -277,6 +277,14 @@ def reference_rows(suite: Suite, executor, *, out_root: Path | None = None) -> t
     return None, stats, {"kind": "stats", "path": ref.path}
 
 
+def reference_features(suite: Suite, specs, executor, use_cache: bool) -> tuple[FeatureSet | None, dict[str, Any]]:
+    """The suite's reference set as a FeatureSet (per-clip features, or precomputed statistics) and its info."""
+    rows, stats, info = reference_rows(suite, executor)
+    if rows is not None:
+        return analyse_reference(rows, specs, executor, info, use_cache), info
+    return (FeatureSet(clip_ids=[], stats=stats) if stats else None), info
+
+
 def _ref_path(suite: Suite, path: str | None) -> str:
     p = Path(path or "")
     if not p.is_absolute() and suite.source:
@@ -535,12 +543,7 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
         specs = extractor_specs(metric_objs, suite)
         t0 = time.perf_counter()
         gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
-        ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
-        ref_fs = None
-        if ref_rows is not None:
-            ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
-        elif ref_stats:
-            ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
+        ref_fs, ref_info = reference_features(suite, specs, ex, use_cache)
         timings["analyse_s"] = round(time.perf_counter() - t0, 3)
         inputs = {"suite_file": suite.source, "suite_sha256": file_sha256(suite.source) if suite.source else None,
                   "model_card": card.source, "model_card_sha256": file_sha256(card.source) if card.source else None,
@@ -582,11 +585,7 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
         gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
         ref_fs, ref_info = None, None
         if suite is not None:
-            ref_rows, ref_stats, ref_info = reference_rows(suite, ex)
-            if ref_rows is not None:
-                ref_fs = analyse_reference(ref_rows, specs, ex, ref_info, use_cache)
-            elif ref_stats:
-                ref_fs = FeatureSet(clip_ids=[], stats=ref_stats)
+            ref_fs, ref_info = reference_features(suite, specs, ex, use_cache)
         timings["analyse_s"] = round(time.perf_counter() - t0, 3)
         inputs = {"clips_dir": str(clips_dir), "reference": ref_info, "suite_file": suite.source if suite else None,
                   "cache": {"hits": gstats["cache_hits"], "clips_decoded": gstats["decoded"]}, "spec": spec}

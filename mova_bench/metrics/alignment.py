@@ -14,7 +14,6 @@ from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
 
 class _TextAlignment(Metric):
     backbone_model = ""
-    needs_prompt = True
 
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
         with_prompt = sum(1 for c in gen.clip_ids if (gen.meta.get(c) or {}).get("prompt_text"))

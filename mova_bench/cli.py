@@ -46,15 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classical: weight-free; standard: I3D/VGGish/...; auto: standard where installed, else classical "
                         "(this build ships no standard weights, so auto = classical)")
     r.add_argument("--metrics", type=_csv, default=None, help="comma-separated metric names (default: all)")
+    r.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
     r.add_argument("--executor", default="local", help="how per-clip tasks run (default: local, in process)")
     r.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    e = sub.add_parser("evaluate", help="evaluate a folder of clips generated elsewhere")
-    e.add_argument("--clips", required=True, help="folder of .mp4 files (optional prompts.jsonl inside)")
-    e.add_argument("--suite", default=None)
-    e.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz")
-    e.add_argument("--out", default="runs")
+    e = sub.add_parser("evaluate", help="score a folder of clips generated elsewhere, or re-score an existing run")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--clips", help="folder of video files (optional prompts.jsonl inside)")
+    src.add_argument("--run", help="an existing run folder: re-score its clips (never regenerated)")
+    e.add_argument("--suite", default=None, help="suite naming the prompts (with --run: default the run's own)")
+    e.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
+    e.add_argument("--out", default="runs", help="with --clips: folder that holds run folders (default: runs/)")
     e.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"])
     e.add_argument("--metrics", type=_csv, default=None)
     e.add_argument("--executor", default="local")
@@ -76,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     ref = sub.add_parser("reference", help="reference sets")
     rsub = ref.add_subparsers(dest="ref_command", required=True, parser_class=_Parser)
     rb = rsub.add_parser("build", help="write precomputed reference statistics (.npz)")
-    rb.add_argument("--suite", required=True)
+    rsrc = rb.add_mutually_exclusive_group(required=True)
+    rsrc.add_argument("--suite", help="the suite's reference set")
+    rsrc.add_argument("--clips", help="a folder of real clips")
+    rb.add_argument("--model", default=None, help="with --suite: render a procedural reference at this model's geometry")
     rb.add_argument("--out", required=True, help="output .npz file (never overwritten)")
     return p
 
@@ -89,8 +95,10 @@ def _print_human(outcome) -> None:
             print(f"  {key:<{width}}  {m['value']:.4g} {m.get('unit') or ''}{ci}  n={m['n']}", file=sys.stderr)
         else:
             print(f"  {key:<{width}}  {m['status']}: {m.get('reason')}", file=sys.stderr)
+    for note in outcome.notes:
+        print(f"  {note}", file=sys.stderr)
     if outcome.n_failed:
-        print(f"{outcome.n_failed} of {outcome.n_clips} clips failed; reasons are in manifest.jsonl and the report", file=sys.stderr)
+        print(f"{outcome.n_failed} of {outcome.n_clips} clips failed; reasons are in per_clip.parquet and the report", file=sys.stderr)
     print(f"report: {outcome.run_dir / 'report.html'}")
 
 
@@ -155,52 +163,87 @@ def _validate(paths: list[str]) -> int:
     return EXIT_USAGE if bad else EXIT_OK
 
 
+def _error_json(code: int, error: str, fix: str | None) -> str:
+    return json.dumps({"status": "error", "exit_code": code, "error": error, "fix": fix})
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv
     try:
-        if args.command == "run":
-            from mova_bench.pipeline import parse_set, run
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if wants_json and code != 0:
+            print(_error_json(code, "invalid command line (see the usage on stderr)", "mova-bench --help"))
+        return code
+    try:
+        return _dispatch(args)
+    except MovaBenchError as exc:
+        msg = Exception.__str__(exc) if getattr(exc, "fix", None) else str(exc)
+        fix = getattr(exc, "fix", None)
+        print(f"mova-bench: error: {msg}" + (f"\n  fix: {fix}" if fix else ""), file=sys.stderr)
+        if getattr(args, "json", False):
+            print(_error_json(exc.exit_code, msg, fix))
+        return exc.exit_code
+    except OSError as exc:  # a file system refusal the pipeline did not foresee: one line, never a traceback
+        where = f" {exc.filename!r}" if exc.filename else ""
+        msg = f"cannot use{where}: {exc.strerror or exc}"
+        fix = "check the path's permissions and free space, or choose another --out / MOVA_BENCH_HOME"
+        print(f"mova-bench: error: {msg}\n  fix: {fix}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(_error_json(EXIT_USAGE, msg, fix))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mova-bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(_error_json(130, "interrupted", "rerun the same command to resume"))
+        return 130
 
-            outcome = run(args.model, args.suite, out=args.out, seed=args.seed,
-                          samples_per_prompt=args.samples_per_prompt, params=parse_set(args.set),
-                          backbones=args.backbones, metrics=args.metrics, executor=args.executor,
-                          use_cache=not args.no_cache)
-        elif args.command == "evaluate":
-            from mova_bench.pipeline import evaluate
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        from mova_bench.pipeline import parse_set, run
+
+        outcome = run(args.model, args.suite, out=args.out, seed=args.seed,
+                      samples_per_prompt=args.samples_per_prompt, params=parse_set(args.set),
+                      backbones=args.backbones, metrics=args.metrics, executor=args.executor,
+                      use_cache=not args.no_cache, reference=args.reference)
+    elif args.command == "evaluate":
+        from mova_bench.pipeline import evaluate, evaluate_run
+
+        if args.run:
+            outcome = evaluate_run(args.run, suite_name=args.suite, reference=args.reference,
+                                   backbones=args.backbones, metrics=args.metrics, executor=args.executor,
+                                   use_cache=not args.no_cache)
+        else:
             outcome = evaluate(args.clips, suite_name=args.suite, reference=args.reference, out=args.out,
                                backbones=args.backbones, metrics=args.metrics, executor=args.executor,
                                use_cache=not args.no_cache)
-        elif args.command == "list":
-            return _list(args.what, args.json)
-        elif args.command == "validate":
-            return _validate(args.paths)
-        elif args.command == "sanity":
-            from mova_bench.sanity import run_sanity
+    elif args.command == "list":
+        return _list(args.what, args.json)
+    elif args.command == "validate":
+        return _validate(args.paths)
+    elif args.command == "sanity":
+        from mova_bench.sanity import run_sanity
 
-            report = run_sanity(args.suite, out=args.out)
-            if args.json:
-                print(json.dumps(report))
-            else:
-                for c in report["checks"]:
-                    mark = "PASS" if c["passed"] else "FAIL"
-                    print(f"{mark}  {c['metric']:<20} vs {c['knob']:<14} values={c['values']} measured={c['measured']}  {c.get('expect', '')}")
-                print("all checks passed" if report["passed"] else "some checks FAILED")
-            return EXIT_OK if report["passed"] else EXIT_REGRESSION
-        elif args.command == "reference":
-            from mova_bench.reference import build_reference_stats
+        report = run_sanity(args.suite, out=args.out)
+        if args.json:
+            print(json.dumps(report))
+        else:
+            for c in report["checks"]:
+                mark = "PASS" if c["passed"] else "FAIL"
+                print(f"{mark}  {c['metric']:<20} vs {c['knob']:<14} values={c['values']} measured={c['measured']}  {c.get('expect', '')}")
+            print("all checks passed" if report["passed"] else "some checks FAILED")
+        return EXIT_OK if report["passed"] else EXIT_REGRESSION
+    elif args.command == "reference":
+        from mova_bench.pipeline.reference import build_reference_stats
 
-            path = build_reference_stats(args.suite, args.out)
-            print(str(path))
-            return EXIT_OK
-        else:  # pragma: no cover - argparse enforces the choices
-            return EXIT_USAGE
-    except MovaBenchError as exc:
-        print(f"mova-bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mova-bench: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        path = build_reference_stats(args.out, suite_name=args.suite, clips=args.clips, model=args.model)
+        print(str(path))
+        return EXIT_OK
+    else:  # pragma: no cover - argparse enforces the choices
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(outcome.to_json()))
     else:

@@ -8,6 +8,15 @@ class MovaBenchError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str = "", *, fix: str | None = None):
+        super().__init__(message)
+        #: the one-line fix, when the message alone does not say it (shown as "fix: ...")
+        self.fix = fix
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        return f"{msg}. Fix: {self.fix}" if self.fix else msg
+
 
 class ConfigError(MovaBenchError):
     """A suite, model card, run option or CLI value is invalid. Message names value, choices, fix."""
@@ -43,6 +52,8 @@ MEDIA_FAILURE_REASONS = (
     "no_audio_stream",
     "too_short",
     "missing",
+    "unreadable",
+    "changed",
 )
 
 

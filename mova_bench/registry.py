@@ -30,7 +30,17 @@ def import_object(spec: str) -> Any:
     if ":" not in spec:
         raise ConfigError(f"invalid import spec {spec!r}: expected 'package.module:Attribute'")
     module_name, _, attr = spec.partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        from mova_bench.errors import MissingDependencyError
+
+        missing = getattr(exc, "name", None) or module_name
+        raise MissingDependencyError(
+            f"cannot import {module_name!r} (for {spec!r}): {exc}",
+            fix=f"install the package that provides {missing!r} into this environment (pip install ...), "
+            "or correct the module path",
+        ) from None
     try:
         return getattr(module, attr)
     except AttributeError as exc:
@@ -85,15 +95,7 @@ class Registry(Generic[T]):
         name = self.canonical(name)
         obj = self._entries[name]
         if isinstance(obj, str):
-            try:
-                obj = import_object(obj)
-            except ImportError as exc:
-                from mova_bench.errors import MissingDependencyError
-
-                raise MissingDependencyError(
-                    f"{self.kind} {name!r} could not be imported from {obj!r}: {exc}. "
-                    f"Install the package that provides it (for a mova-bench extra: pip install 'mova-bench[<extra>]')."
-                ) from exc
+            obj = import_object(obj)  # an import failure is a MissingDependencyError naming the package
             self._entries[name] = obj
         return obj
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mova_bench.cache import home as cache_home
-from mova_bench.pipeline import log, run
+from mova_bench.console import log
+from mova_bench.pipeline import run
 from mova_bench.registry import metrics as metric_registry
 from mova_bench.suites import load_suite
 

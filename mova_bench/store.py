@@ -35,6 +35,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; os has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``."""
@@ -43,6 +50,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or path.suffix) + ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; files are shared like any other
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -104,26 +112,57 @@ def sanitize_floats(obj: Any) -> Any:
     return obj
 
 
+#: how long a process waits for a folder another process holds (seconds); MOVA_BENCH_LOCK_TIMEOUT overrides
+DEFAULT_LOCK_WAIT_S = 4 * 3600.0
+
+
 @contextmanager
-def exclusive_folder(path: str | os.PathLike) -> Iterator[Path]:
+def exclusive_folder(path: str | os.PathLike, *, wait: bool = False, what: str = "folder") -> Iterator[Path]:
     """Hold ``path/.lock`` for the duration; while held, leftovers of a killed writer are removed.
 
-    A process killed inside :func:`atomic_path` leaves its ``.<name>.*.tmp`` file behind; the next
-    process to take the folder deletes those (nobody else can be writing: it holds the lock).
+    ``wait=False`` (run folders): a folder held by another process is a ConfigError at once.
+    ``wait=True`` (shared reference sets, caches): wait for the holder to finish, printing a progress
+    line every 30 s, up to ``MOVA_BENCH_LOCK_TIMEOUT`` seconds (default 4 h).
+
+    The lock is an OS file lock: it is released when its holder exits, however it exits, so the
+    ``.lock`` file left on disk never needs removing. A process killed inside :func:`atomic_path`
+    leaves its ``.<name>.*.tmp`` file behind; the next process to take the folder deletes those
+    (nobody else can be writing: it holds the lock).
     """
+    import sys
+    import time
+
     from filelock import FileLock, Timeout
 
     from mova_bench.errors import ConfigError
 
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path, what)
     lock = FileLock(str(path / ".lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise ConfigError(
-            f"{path} is in use by another mova-bench process; wait for it to finish (or remove {path / '.lock'} if none runs)"
-        ) from None
+        if not wait:
+            raise ConfigError(
+                f"{path} is in use by another mova-bench process (the same run started twice?). "
+                "Wait for that process to finish, or use another --out; its lock is released when it exits, "
+                "so no file needs removing"
+            ) from None
+        limit = float(os.environ.get("MOVA_BENCH_LOCK_TIMEOUT", DEFAULT_LOCK_WAIT_S))
+        t0 = time.monotonic()
+        print(f"waiting for {path}: another mova-bench process is building it (up to {limit:.0f} s)", file=sys.stderr, flush=True)
+        while True:
+            try:
+                lock.acquire(timeout=min(30.0, max(0.0, limit - (time.monotonic() - t0))))
+                break
+            except Timeout:
+                waited = time.monotonic() - t0
+                if waited >= limit:
+                    raise ConfigError(
+                        f"{path} is still held by another mova-bench process after {waited:.0f} s; "
+                        "raise MOVA_BENCH_LOCK_TIMEOUT (seconds) or wait for that process"
+                    ) from None
+                print(f"still waiting for {path} ({waited:.0f} s)", file=sys.stderr, flush=True)
     try:
         for stale in path.rglob(".*.tmp"):
             if stale.is_file():
@@ -131,3 +170,17 @@ def exclusive_folder(path: str | os.PathLike) -> Iterator[Path]:
         yield path
     finally:
         lock.release()
+
+
+def ensure_folder(path: str | os.PathLike, what: str = "folder", fix: str | None = None) -> Path:
+    """Create ``path`` (and parents) and check it is writable; a ConfigError names the fix otherwise."""
+    from mova_bench.errors import ConfigError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {what} {str(path)!r}: {exc.strerror or exc}", fix=fix) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {str(path)!r} is not writable", fix=fix)
+    return path

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mova_bench.store import read_json, read_manifest, write_text_atomic
+from mova_bench.store import read_json, write_text_atomic
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d2330;max-width:1200px}
@@ -18,7 +18,7 @@ th{background:#f5f6f9;font-weight:600} td.num{text-align:right;font-variant-nume
 .badge{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-size:.8rem;background:#eef0f4}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:1rem}
 .card{border:1px solid #e3e6ec;border-radius:.5rem;padding:.5rem} .card video{width:100%}
-.small{font-size:.85rem;color:#5b6475} summary{cursor:pointer} code{background:#f5f6f9;padding:0 .25rem}
+.small{font-size:.85rem;color:#5b6475} .warning{background:#fff6e0;border-left:4px solid #d9a300;padding:.4rem .7rem} summary{cursor:pointer} code{background:#f5f6f9;padding:0 .25rem}
 """
 
 
@@ -34,21 +34,59 @@ def _direction(h: Any) -> str:
     return "higher is better" if h is True else "lower is better" if h is False else "closer to 0 is better"
 
 
-def render_report(run_dir: str | os.PathLike) -> str:
-    run_dir = Path(run_dir)
-    doc = read_json(run_dir / "metrics.json")
-    rows = read_manifest(run_dir / "manifest.jsonl")
+def _read_rows(eval_dir: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(eval_dir / "per_clip.parquet").to_pylist()
+
+
+def _geometry(g: dict[str, Any] | None) -> str:
+    if not g:
+        return ""
+    return f"{g['width']}×{g['height']}, {g['duration_s']:g} s at {g['fps']:g} fps, {g['sample_rate']} Hz"
+
+
+def render_report(eval_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> str:
+    """The report of the evaluation whose files are in ``eval_dir``; clip links are relative to it."""
+    eval_dir = Path(eval_dir)
+    run_dir = Path(run_dir) if run_dir is not None else eval_dir
+    doc = read_json(eval_dir / "metrics.json")
+    rows = _read_rows(eval_dir)
     e = html.escape
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(doc.get('title', 'mova-bench report'))}</title>",
+    header = doc.get("header") or {}
+    evaluation = doc.get("evaluation") or {}
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(doc.get('title') or 'mova-bench report')}</title>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
              f"<style>{CSS}</style></head><body>",
-             f"<h1>{e(doc.get('title', 'mova-bench report'))}</h1>",
+             f"<h1>{e(doc.get('title') or 'mova-bench report')}</h1>",
              f"<p class='sub'>{doc['n_clips']} clips, <span class='{e(doc['status'])}'>{doc['n_failed']} failed</span> · run folder <code>{e(run_dir.name)}</code></p>"]
+    facts = []
+    if header.get("model"):
+        facts.append(f"model <code>{e(str(header['model']))}</code>" + (" (learned)" if header.get("learned") else " (oracle, not learned)"))
+    if header.get("suite"):
+        facts.append(f"suite <code>{e(str(header['suite']))}</code> v{e(str(header.get('suite_version')))}")
+    if header.get("seed") is not None:
+        facts.append(f"seed {e(str(header['seed']))}")
+    if header.get("samples_per_prompt"):
+        facts.append(f"{e(str(header['samples_per_prompt']))} sample(s) per prompt")
+    if header.get("geometry"):
+        facts.append(f"clips {e(_geometry(header['geometry']))}")
+    if facts:
+        parts.append(f"<p class='small' id='run-facts'>{' · '.join(facts)}</p>")
+    if evaluation:
+        spec = evaluation.get("spec") or {}
+        parts.append(f"<p class='small' id='evaluation'>Evaluation <code>{e(str(evaluation.get('id')))}</code> "
+                     f"(<code>{e(str(evaluation.get('path')))}</code>): backbones {e(str(spec.get('backbones')))}, "
+                     f"profile {e(str(spec.get('profile')))}, {len(spec.get('metrics') or [])} metric(s)</p>")
     ref = doc.get("reference") or {}
     if ref:
         parts.append(f"<p class='small' id='reference'>Reference set: {e(str(ref.get('kind')))}"
-                     + (f", {ref['n_clips']} clips" if "n_clips" in ref else "")
+                     + (f", {ref['n_clips']} clips" if ref.get("n_clips") is not None else "")
                      + (f", <span class='failed'>{ref['n_failed']} failed</span>" if ref.get("n_failed") else "")
+                     + (f", {e(_geometry(ref.get('geometry')))}" if ref.get("geometry") else "")
                      + "</p>")
+    for w in doc.get("warnings") or []:
+        parts.append(f"<p class='warning' role='alert'>⚠ {e(w)}</p>")
     parts.append("<h2>Metrics</h2><table id='metrics'><thead><tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>unit</th><th>direction</th><th>status</th></tr></thead><tbody>")
     for key, m in doc["metrics"].items():
         ci = f"[{_fmt(m.get('ci_low'))}, {_fmt(m.get('ci_high'))}]" if m.get("ci_low") is not None else "—"
@@ -85,7 +123,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
     for r in rows[:200]:
         if r.get("status") != "ok":
             continue
-        src = os.path.relpath(r["path"], run_dir)
+        src = os.path.relpath(r["path"], eval_dir)
         parts.append(f"<div class='card'><video controls preload='metadata' src='{e(src)}'></video>"
                      f"<div><b>{e(str(r.get('prompt_id') or r['clip_id']))}</b> <span class='small'>seed {e(str(r.get('seed')))}</span></div>"
                      f"<div class='small'>{e(str(r.get('prompt_text') or ''))}</div></div>")
@@ -93,7 +131,7 @@ def render_report(run_dir: str | os.PathLike) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dir: str | os.PathLike) -> Path:
-    path = Path(run_dir) / "report.html"
-    write_text_atomic(path, render_report(run_dir))
+def write_report(eval_dir: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> Path:
+    path = Path(eval_dir) / "report.html"
+    write_text_atomic(path, render_report(eval_dir, run_dir))
     return path

@@ -1,4 +1,4 @@
-"""Per-clip analysis: decode a clip once and fan it out to every feature extractor (cached)."""
+"""Stage 5: decode each clip once and fan it out to every feature extractor (cached)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from mova_bench.cache import FeatureCache
+from mova_bench.executors import TaskFailure
 from mova_bench.features.base import FeatureExtractor
 from mova_bench.media import decode
+from mova_bench.metrics.base import FeatureSet
 from mova_bench.registry import features as feature_registry
 
 
@@ -73,3 +75,41 @@ def analyse_clip(task: AnalysisTask) -> AnalysisResult:
             cache.put(ex.cache_identity(), task.content_hash, arrays)
             out.features[ex.name] = arrays
     return out
+
+
+def extractor_specs(metric_objs: list[Any], suite: Any | None) -> tuple[ExtractorSpec, ...]:
+    """The extractors the chosen metrics need, with the suite's analysis parameters."""
+    names: list[str] = []
+    for m in metric_objs:
+        for r in m.required_extractors():
+            if r and r not in names and r in feature_registry:
+                names.append(r)
+    params = {"sync_dsp": {"max_lag_ms": float(suite.defaults.sync_max_lag_ms)}} if suite is not None else {}
+    return tuple(ExtractorSpec(n, tuple(sorted(params.get(n, {}).items()))) for n in names)
+
+
+def analyse_set(rows: list[dict[str, Any]], specs: tuple[ExtractorSpec, ...], executor, *, desc: str,
+                use_cache: bool = True) -> tuple[FeatureSet, dict[str, Any]]:
+    """Features for every ok clip of ``rows``; a clip that fails analysis is marked failed in ``rows``
+    (pass copies: the generation manifest is not the place for an evaluation's failures)."""
+    fs = FeatureSet(clip_ids=[], features={s.name: {} for s in specs})
+    stats = {"cache_hits": 0, "decoded": 0}
+    tasks = [AnalysisTask(r["clip_id"], r["path"], r["content_hash"], specs, None, use_cache)
+             for r in rows if r.get("status") == "ok"]
+    results: dict[str, Any] = {}
+    for task, res in executor.map(analyse_clip, tasks, desc=desc):
+        results[task.clip_id] = res
+    for r in rows:  # keep manifest order, whatever order tasks finished in
+        res = results.get(r["clip_id"])
+        if res is None:
+            continue
+        if isinstance(res, TaskFailure):
+            r.update(status="failed", error=res.error, reason=res.reason)
+            continue
+        fs.clip_ids.append(r["clip_id"])
+        fs.meta[r["clip_id"]] = r
+        for name, arrays in res.features.items():
+            fs.features.setdefault(name, {})[r["clip_id"]] = arrays
+        stats["cache_hits"] += res.cache_hits
+        stats["decoded"] += int(res.decoded)
+    return fs, stats

@@ -1,0 +1,251 @@
+"""The orchestration behind ``mova-bench run`` and ``mova-bench evaluate``.
+
+A run folder is keyed by what generation depends on (model and parameters, suite and version,
+seed, samples per prompt) — or, for clips made elsewhere, by the folder and its files. How the
+clips are scored (metrics, backbones, reference, profile) is an *evaluation spec*: each one keeps
+its results in ``evals/<id>/`` and the latest is shown at the top level. Changing how clips are
+scored never regenerates a clip, and every cached feature is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mova_bench import __version__
+from mova_bench.cache import home as cache_home
+from mova_bench.cards import load_card
+from mova_bench.console import log
+from mova_bench.errors import ConfigError
+from mova_bench.executors import get_executor
+from mova_bench.media import file_sha256
+from mova_bench.metrics.base import Metric
+from mova_bench.pipeline.analysis import analyse_set, extractor_specs
+from mova_bench.pipeline.generation import generate_set
+from mova_bench.pipeline.ingest import folder_rows, probe_geometry, read_run, verify_rows
+from mova_bench.pipeline.outputs import RunOutcome, write_evaluation
+from mova_bench.pipeline.reference import LEARNED_VS_ORACLE_WARNING, reference_features, resolve_reference
+from mova_bench.pipeline.requests import Geometry, build_requests, check_counts, generation_geometry
+from mova_bench.pipeline.scoring import compute_metrics, select_metrics
+from mova_bench.store import ensure_folder, exclusive_folder, read_json, slug, spec_hash, write_json_atomic
+from mova_bench.suites import Suite, load_suite
+
+#: bump when the meaning of an evaluation spec changes (its id changes with it)
+EVAL_SPEC_VERSION = 1
+OUT_FIX = "pass --out with a folder you can write to"
+HOME_FIX = "set MOVA_BENCH_HOME to a writable folder, e.g. export MOVA_BENCH_HOME=$HOME/.cache/mova-bench"
+
+
+def _freeze_spec(run_dir: Path, spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Write ``run_spec.json`` once; a folder holding another spec is never reused."""
+    path = run_dir / "run_spec.json"
+    if path.exists():
+        old = read_json(path)
+        if old.get("spec") != json.loads(json.dumps(spec, default=str)):
+            raise ConfigError(f"{run_dir} holds a run with a different spec", fix="use another --out, or delete that folder")
+        return old
+    doc = {"spec": spec, **context, "mova_bench": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json_atomic(path, doc)
+    return doc
+
+
+def _run_folder(out: str | os.PathLike, name: str) -> Path:
+    root = ensure_folder(Path(out), "output folder (--out)", fix=OUT_FIX)
+    return ensure_folder(root / name, "run folder", fix=OUT_FIX)
+
+
+def _geometry_warning(scored: Geometry | None, ref_geo: dict[str, Any] | None) -> str | None:
+    if scored is None or not ref_geo:
+        return None
+    r = Geometry(**ref_geo)
+    far = abs(r.duration_s - scored.duration_s) > 0.1 * scored.duration_s or (r.width, r.height) != (scored.width, scored.height)
+    if not far:
+        return None
+    return (f"the reference clips ({r.width}×{r.height}, {r.duration_s:g} s) differ in size or duration from the scored "
+            f"clips ({scored.width}×{scored.height}, {scored.duration_s:g} s): that alone separates the sets in the "
+            "distances and the detector")
+
+
+def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, learned: bool, geometry: Geometry | None,
+           metric_objs: list[Metric], backbones: str, reference: str | None, seed: int, executor: str,
+           use_cache: bool, header: dict[str, Any], inputs: dict[str, Any], timings: dict[str, float]) -> RunOutcome:
+    """One evaluation of a run's clips, written to ``evals/<id>/`` and shown at the top level."""
+    ref = resolve_reference(suite, reference)
+    if use_cache or ref.get("kind") == "procedural":
+        ensure_folder(cache_home(), "MOVA_BENCH_HOME folder (feature cache and reference sets)", fix=HOME_FIX)
+    specs = extractor_specs(metric_objs, suite)
+    evaluation = {"v": EVAL_SPEC_VERSION, "metrics": [m.key for m in metric_objs], "backbones": backbones,
+                  "reference": ref, "profile": "default", "bootstrap_seed": seed,
+                  "analysis": [[s.name, dict(s.params)] for s in specs]}
+    eval_id = spec_hash(evaluation)
+    eval_dir = ensure_folder(run_dir / "evals" / eval_id, "evaluation folder", fix=OUT_FIX)
+    if not (eval_dir / "eval_spec.json").exists():
+        write_json_atomic(eval_dir / "eval_spec.json", evaluation)
+    log(f"evaluation {eval_id}: {len(evaluation['metrics'])} metric(s), backbones {backbones}, reference {ref.get('kind')}")
+    ex = get_executor(executor)
+    rows = [dict(r) for r in rows]  # analysis failures belong to this evaluation, not to the manifest
+    t0 = time.perf_counter()
+    gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
+    ref_fs, ref_info = reference_features(ref, suite=suite, geometry=geometry, specs=specs, executor=ex, use_cache=use_cache)
+    timings["analyse_s"] = round(time.perf_counter() - t0, 3)
+    warnings = []
+    if ref_info.get("domain") == "procedural" and learned:
+        warnings.append(LEARNED_VS_ORACLE_WARNING)
+    geo_warning = _geometry_warning(geometry, ref_info.get("geometry"))
+    if geo_warning:
+        warnings.append(geo_warning)
+    for w in warnings:
+        log(f"warning: {w}")
+    t0 = time.perf_counter()
+    results = compute_metrics(metric_objs, gen_fs, ref_fs, seed, stale=ref_info.get("stale"))
+    timings["metrics_s"] = round(time.perf_counter() - t0, 3)
+    inputs = {**inputs, "reference": ref_info, "cache": {"hits": gstats["cache_hits"], "clips_decoded": gstats["decoded"]}}
+    evaluation_doc = {"id": eval_id, "path": f"evals/{eval_id}", "spec": evaluation}
+    return write_evaluation(run_dir, eval_dir, rows, results, gen_fs, evaluation=evaluation_doc, reference=ref_info,
+                            header={**header, "geometry": geometry.to_json() if geometry else None}, inputs=inputs,
+                            timings=timings, warnings=warnings)
+
+
+def _title(name: str, suite: Suite | None, set_params: dict[str, Any]) -> str:
+    title = name + (f" on {suite.name} v{suite.version}" if suite else "")
+    if set_params:
+        title += " (" + ", ".join(f"{k}={v}" for k, v in sorted(set_params.items())) + ")"
+    return title
+
+
+def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: int | None = None,
+        samples_per_prompt: int | None = None, params: dict[str, Any] | None = None,
+        backbones: str = "auto", metrics: list[str] | None = None, executor: str = "local",
+        use_cache: bool = True, reference: str | None = None) -> RunOutcome:
+    """Generate the suite's clips with ``model`` (resuming what exists) and evaluate them."""
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    suite = load_suite(suite_name)
+    card = load_card(model)
+    params = dict(params or {})
+    generator = card.adapter_class()(card_defaults=card.defaults, card=card, **params)  # validates --set keys
+    generator.check_available()
+    seed = suite.defaults.seed if seed is None else seed
+    n = suite.defaults.samples_per_prompt if samples_per_prompt is None else samples_per_prompt
+    check_counts(seed, n)
+    geometry = generation_geometry(suite, card)
+    requests = build_requests(suite, card, seed=seed, samples_per_prompt=n, geometry=geometry)
+    for req in requests:
+        generator.validate_request(req)
+    metric_objs = select_metrics(metrics, backbones)
+    get_executor(executor)  # a bad executor name fails before a folder is made
+    resolve_reference(suite, reference)  # so does a bad --reference
+    spec = {
+        "kind": "run", "model": card.name, "model_params": generator.params, "suite": suite.name,
+        "suite_version": suite.version, "suite_fingerprint": suite.fingerprint(), "seed": seed,
+        "samples_per_prompt": n,
+    }
+    set_params = {k: generator.params[k] for k in params}
+    run_dir = _run_folder(out, f"{slug(card.name)}-{slug(suite.name)}-{spec_hash(spec)}")
+    with exclusive_folder(run_dir):
+        context = {"suite_file": suite.source, "model_card": card.source, "geometry": geometry.to_json(),
+                   "learned": bool(card.learned), "set": set_params}
+        _freeze_spec(run_dir, spec, context)
+        log(f"run folder: {run_dir}")
+        t0 = time.perf_counter()
+        rows = generate_set(requests, model=card.name, params=generator.params, card=card,
+                            clips_dir=run_dir / "clips", manifest_path=run_dir / "manifest.jsonl",
+                            executor=get_executor(executor), desc=f"generating ({card.name})")
+        timings["generate_s"] = round(time.perf_counter() - t0, 3)
+        inputs = {"suite_file": suite.source, "suite_sha256": file_sha256(suite.source) if suite.source else None,
+                  "model_card": card.source, "model_card_sha256": file_sha256(card.source) if card.source else None,
+                  "spec": spec}
+        header = {"title": _title(card.display_name or card.name, suite, set_params), "kind": "run",
+                  "model": card.name, "model_params": generator.params, "set": set_params, "learned": bool(card.learned),
+                  "suite": suite.name, "suite_version": suite.version, "suite_description": suite.description,
+                  "seed": seed, "samples_per_prompt": n, "run_id": run_dir.name}
+        timings["total_before_eval_s"] = round(time.perf_counter() - t_start, 3)
+        return _score(run_dir, rows, suite=suite, learned=bool(card.learned), geometry=geometry, metric_objs=metric_objs,
+                      backbones=backbones, reference=reference, seed=seed, executor=executor, use_cache=use_cache,
+                      header=header, inputs=inputs, timings=timings)
+
+
+def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
+             out: str | os.PathLike = "runs", backbones: str = "auto", metrics: list[str] | None = None,
+             executor: str = "local", seed: int = 0, use_cache: bool = True) -> RunOutcome:
+    """Evaluate a folder of clips generated elsewhere (the files are read, never modified)."""
+    clips_dir = Path(clips).expanduser().resolve()
+    suite = load_suite(suite_name) if suite_name else None
+    rows = folder_rows(clips_dir, suite)
+    if not rows:
+        raise ConfigError(f"--clips {str(clips_dir)!r} holds no video files; expected .mp4 clips")
+    metric_objs = select_metrics(metrics, backbones)
+    get_executor(executor)
+    resolve_reference(suite, reference)
+    listing = {r["clip_id"]: r["content_hash"] for r in rows}
+    spec = {"kind": "clips", "clips": str(clips_dir), "suite": suite.name if suite else None,
+            "suite_version": suite.version if suite else None,
+            "suite_fingerprint": suite.fingerprint() if suite else None, "files": spec_hash(listing)}
+    parent = clips_dir.parent.name
+    label = f"{parent}-{clips_dir.name}" if parent else clips_dir.name  # ckptA/clips → eval-ckptA-clips-…
+    run_dir = _run_folder(out, f"eval-{slug(label)}-{spec_hash(spec)}")
+    with exclusive_folder(run_dir):
+        geometry, how = probe_geometry(rows, generation_geometry(suite, None) if suite else Geometry(4.0, 24.0, 48000, 256, 144))
+        context = {"suite_file": suite.source if suite else None, "geometry": geometry.to_json(),
+                   "geometry_source": how, "learned": True}
+        _freeze_spec(run_dir, spec, context)
+        from mova_bench.store import write_manifest
+
+        write_manifest(run_dir / "manifest.jsonl", rows)
+        log(f"run folder: {run_dir}")
+        header = {"title": _title(label, suite, {}), "kind": "clips", "clips_dir": str(clips_dir), "learned": True,
+                  "suite": suite.name if suite else None, "suite_version": suite.version if suite else None,
+                  "suite_description": suite.description if suite else None, "seed": seed, "run_id": run_dir.name}
+        inputs = {"clips_dir": str(clips_dir), "suite_file": suite.source if suite else None, "spec": spec}
+        return _score(run_dir, rows, suite=suite, learned=True, geometry=geometry, metric_objs=metric_objs,
+                      backbones=backbones, reference=reference, seed=seed, executor=executor, use_cache=use_cache,
+                      header=header, inputs=inputs, timings={})
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
+                 backbones: str = "auto", metrics: list[str] | None = None, executor: str = "local",
+                 use_cache: bool = True) -> RunOutcome:
+    """Re-score an existing run folder (``evaluate --run``): its clips are verified, never regenerated."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    doc, rows = read_run(run_dir)
+    spec = doc.get("spec") or {}
+    suite = None
+    if suite_name:
+        suite = load_suite(suite_name)
+    elif spec.get("suite"):
+        try:
+            suite = load_suite(doc.get("suite_file") or spec["suite"])
+        except ConfigError:
+            suite = load_suite(spec["suite"])
+        if spec.get("suite_fingerprint") and suite.fingerprint() != spec["suite_fingerprint"]:
+            raise ConfigError(
+                f"suite {suite.name!r} ({suite.source}) changed since this run was made (fingerprint "
+                f"{suite.fingerprint()} ≠ {spec['suite_fingerprint']}): its prompts or reference may differ",
+                fix="restore the suite, start a new run with it, or pass --suite to score against it knowingly",
+            )
+    metric_objs = select_metrics(metrics, backbones)
+    get_executor(executor)
+    resolve_reference(suite, reference)
+    with exclusive_folder(run_dir):
+        rows = verify_rows(rows)
+        changed = [r for r in rows if r.get("reason") in ("changed", "missing")]
+        if changed:
+            log(f"warning: {len(changed)} clip(s) changed or vanished since they were recorded; they are counted as failed")
+        geo = doc.get("geometry")
+        geometry = Geometry(**geo) if geo else probe_geometry(rows, Geometry(4.0, 24.0, 48000, 256, 144))[0]
+        learned = bool(doc.get("learned", True))
+        set_params = doc.get("set") or {}
+        name = spec.get("model") or Path(spec.get("clips", run_dir.name)).name
+        header = {"title": _title(name, suite, set_params), "kind": spec.get("kind"), "model": spec.get("model"),
+                  "model_params": spec.get("model_params"), "set": set_params, "learned": learned,
+                  "clips_dir": spec.get("clips"), "suite": suite.name if suite else None,
+                  "suite_version": suite.version if suite else None,
+                  "suite_description": suite.description if suite else None, "seed": spec.get("seed"),
+                  "samples_per_prompt": spec.get("samples_per_prompt"), "run_id": run_dir.name}
+        inputs = {"run_dir": str(run_dir), "suite_file": suite.source if suite else None, "spec": spec}
+        return _score(run_dir, rows, suite=suite, learned=learned, geometry=geometry, metric_objs=metric_objs,
+                      backbones=backbones, reference=reference, seed=int(spec.get("seed") or 0), executor=executor,
+                      use_cache=use_cache, header=header, inputs=inputs, timings={})

@@ -20,6 +20,10 @@ from mova_bench.errors import ConfigError, UnknownNameError
 from mova_bench.registry import did_you_mean
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+#: a source checkout (editable install): the top-level prompts/ and models/ are read in place.
+#: Installed, PACKAGE_ROOT.parent is site-packages, whose prompts/ would be another package's.
+IN_SOURCE_TREE = (PACKAGE_ROOT.parent / "pyproject.toml").is_file()
+#: the built-in suites of an installed package (a wheel ships prompts/ there, see setup.py)
 BUILTIN_SUITES_DIR = PACKAGE_ROOT / "data" / "prompts"
 REPO_SUITES_DIR = PACKAGE_ROOT.parent / "prompts"
 
@@ -79,6 +83,14 @@ class Suite(_Strict):
     prompts: tuple[Prompt, ...] = Field(min_length=1)
     source: Optional[str] = Field(None, exclude=True)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, v):
+        """``version: 1`` and ``version: 1.2`` are how people write YAML: numbers are versions too."""
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return str(v)
+        return v
+
     @model_validator(mode="after")
     def _unique_ids(self):
         seen: set[str] = set()
@@ -99,7 +111,7 @@ class Suite(_Strict):
 
 def suite_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("MOVA_BENCH_SUITES_PATH", "").split(os.pathsep) if p]
-    return [*extra, REPO_SUITES_DIR, BUILTIN_SUITES_DIR]
+    return [*extra, *([REPO_SUITES_DIR] if IN_SOURCE_TREE else []), BUILTIN_SUITES_DIR]
 
 
 def available_suites() -> dict[str, Path]:

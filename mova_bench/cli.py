@@ -30,6 +30,18 @@ def _csv(v: str) -> list[str]:
     return [x.strip() for x in v.split(",") if x.strip()]
 
 
+def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    """How clips are scored (an evaluation spec): shared by ``run`` and ``evaluate``."""
+    p.add_argument("--metrics", type=_csv, default=None, help="comma-separated metric names (default: all)")
+    p.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"],
+                   help="classical: weight-free; standard: I3D/VGGish/...; auto: standard where installed, else classical "
+                        "(this build ships no standard weights, so auto = classical)")
+    p.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
+    p.add_argument("--executor", default="local", help="how per-clip tasks run (default: local, in process)")
+    p.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mova-bench", description="Evaluate synchronized video+audio generators.")
     p.add_argument("--version", action="version", version=f"mova-bench {__version__}")
@@ -42,27 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="base seed (default: the suite's)")
     r.add_argument("--samples-per-prompt", type=int, default=None)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="generator parameter, repeatable")
-    r.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"],
-                   help="classical: weight-free; standard: I3D/VGGish/...; auto: standard where installed, else classical "
-                        "(this build ships no standard weights, so auto = classical)")
-    r.add_argument("--metrics", type=_csv, default=None, help="comma-separated metric names (default: all)")
-    r.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
-    r.add_argument("--executor", default="local", help="how per-clip tasks run (default: local, in process)")
-    r.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
-    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_evaluation_options(r)
 
     e = sub.add_parser("evaluate", help="score a folder of clips generated elsewhere, or re-score an existing run")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--clips", help="folder of video files (optional prompts.jsonl inside)")
     src.add_argument("--run", help="an existing run folder: re-score its clips (never regenerated)")
     e.add_argument("--suite", default=None, help="suite naming the prompts (with --run: default the run's own)")
-    e.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
     e.add_argument("--out", default="runs", help="with --clips: folder that holds run folders (default: runs/)")
-    e.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"])
-    e.add_argument("--metrics", type=_csv, default=None)
-    e.add_argument("--executor", default="local")
-    e.add_argument("--no-cache", action="store_true")
-    e.add_argument("--json", action="store_true")
+    _add_evaluation_options(e)
 
     lst = sub.add_parser("list", help="list models, suites, metrics or backbones")
     lst.add_argument("what", choices=["models", "suites", "metrics", "backbones"])

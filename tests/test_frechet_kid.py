@@ -22,9 +22,11 @@ from mova_bench.metrics.distribution import FrechetAudio, FrechetVideo, KIDAudio
 from mova_bench.metrics.frechet import (
     RunningStats,
     frechet_distance,
+    frechet_from_parts,
     frechet_from_stats,
     mean_cov,
     save_stats_npz,
+    singular_covariance_warning,
     trace_sqrt_product,
 )
 from mova_bench.metrics.kid import kid, kid_bootstrap, kid_subsets, kid_values, mmd2_unbiased, poly_kernel
@@ -178,6 +180,27 @@ def test_frechet_from_stats_warns_when_n_below_dim():
     assert len(warnings) == 1 and "generated: n=5 < dim=10" in warnings[0] and "singular" in warnings[0]
     _, none = frechet_from_stats(b, b)
     assert none == []
+
+
+def test_n_below_dim_warning_has_one_wording():
+    assert singular_covariance_warning("generated", 10, 10) is None
+    text = singular_covariance_warning("generated", 5, 10)
+    assert text.startswith("generated: n=5 < dim=10: the covariance is singular")
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((5, 10)), rng.standard_normal((50, 10))
+    _, from_stats = frechet_from_stats(RunningStats.from_features(x), RunningStats.from_features(y), labels=("generated", "reference"))
+    assert from_stats == [text]
+    ids_g, ids_r = [f"g{i}" for i in range(5)], [f"r{i}" for i in range(50)]
+    gen = FeatureSet(ids_g, {"vstats": {c: {"embedding": v} for c, v in zip(ids_g, x)}})
+    ref = FeatureSet(ids_r, {"vstats": {c: {"embedding": v} for c, v in zip(ids_r, y)}})
+    res = FrechetVideo(n_boot=20).compute(gen, ref)
+    assert res.warnings == [singular_covariance_warning("generated set", 5, 10)]
+
+
+def test_frechet_from_parts_combines_and_clips():
+    d = np.array([3.0, 4.0])
+    assert frechet_from_parts(d, 2.0, 3.0, 1.5) == 25.0 + 2.0 + 3.0 - 3.0
+    assert frechet_from_parts(np.zeros(2), 1.0, 1.0, 1.0 + 1e-12) == 0.0  # rounding below 0 is clipped
 
 
 def test_npz_round_trip_without_pickle(tmp_path):

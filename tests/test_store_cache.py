@@ -112,6 +112,20 @@ def test_extractor_identity_covers_its_source_code(monkeypatch):
     assert cache_key(a, "h") != cache_key(b, "h")
 
 
+def test_extractor_identity_covers_the_shared_frame_helpers(monkeypatch):
+    from mova_bench.features import base, frames
+    from mova_bench.features.sync import SyncAnalyzer
+
+    a = SyncAnalyzer().cache_identity()
+    base._code_hash.cache_clear()
+    real = base.Path.read_bytes
+    edited = base.Path(frames.__file__).resolve()
+    monkeypatch.setattr(base.Path, "read_bytes", lambda self: b"edited" if self.resolve() == edited else real(self))
+    b = SyncAnalyzer().cache_identity()
+    base._code_hash.cache_clear()
+    assert cache_key(a, "h") != cache_key(b, "h")
+
+
 def test_folder_rows_take_prompts_from_suite_stem_or_prompts_jsonl(tmp_path):
     from mova_bench.pipeline import folder_rows
     from mova_bench.suites import load_suite

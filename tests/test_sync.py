@@ -264,6 +264,22 @@ def test_audio_envelope_stamps_match_onset_times():
         assert abs(peak_t - t) <= 0.004
 
 
+def test_grey_frames_equal_per_frame_opencv():
+    """The shared grey helper equals OpenCV frame by frame (what sync_dsp and av_align used to do)."""
+    import cv2
+
+    from mova_bench.features.frames import downscaled_luma_u8, luma_u8
+
+    video = np.random.default_rng(0).integers(0, 256, (5, 37, 53, 3), dtype=np.uint8)
+    per_frame = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video])
+    assert luma_u8(video).dtype == np.uint8 and np.array_equal(luma_u8(video), per_frame)
+    small = downscaled_luma_u8(video, 20)
+    assert small.shape == (5, 14, 20)  # round(37 * 20 / 53) = 14
+    assert np.array_equal(small, np.stack([cv2.resize(g, (20, 14), interpolation=cv2.INTER_AREA) for g in per_frame]))
+    assert np.array_equal(downscaled_luma_u8(video, 64), per_frame)  # never upscaled
+    assert luma_u8(video[:0]).shape == (0, 37, 53)
+
+
 def test_parabolic_peak():
     x = np.arange(10.0)
     y = -((x - 4.3) ** 2)

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from mova_bench.features.base import FeatureExtractor
+from mova_bench.features.frames import downscaled_luma_u8
 from mova_bench.media import DecodedClip
 
 AUDIO_SR = 22050
@@ -107,18 +108,11 @@ def flow_trajectory(video: np.ndarray, *, max_width: int = 128, source_width: in
     """Mean Farnebäck flow magnitude per frame (value 0 repeats value 1), in source-video pixels."""
     import cv2
 
-    t, h, w = video.shape[:3]
+    t, _, w = video.shape[:3]
     if t < 2:
         return np.zeros(t)
-    ow = min(max_width, w)
-    oh = max(1, int(round(h * ow / w)))
-    grey = []
-    for f in video:
-        g = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY)
-        if (ow, oh) != (w, h):
-            g = cv2.resize(g, (ow, oh), interpolation=cv2.INTER_AREA)
-        grey.append(g)
-    scale = (source_width or w) / ow
+    grey = downscaled_luma_u8(video, max_width)
+    scale = (source_width or w) / grey.shape[2]
 
     def pair(k: int) -> float:
         flow = cv2.calcOpticalFlowFarneback(grey[k - 1], grey[k], None, **FARNEBACK)

@@ -29,10 +29,12 @@ from mova_bench.media import DECODE_CONVENTION, DecodedClip
 
 @functools.lru_cache(maxsize=None)
 def _code_hash(cls: type) -> str:
+    """Hash of the extractor's source file, the decoder's and the shared frame helpers'."""
+    import mova_bench.features.frames as frames
     import mova_bench.media as media
 
     h = hashlib.sha256()
-    for obj in (cls, media):
+    for obj in (cls, media, frames):
         try:
             h.update(Path(inspect.getsourcefile(obj) or "").read_bytes())
         except (OSError, TypeError):
@@ -73,8 +75,8 @@ class FeatureExtractor:
             "version": self.version,
             "weights_sha256": self.weights_sha256,
             "preprocessing": self.preprocessing(),
-            # the extractor's own source (and the decoder's): editing either invalidates its cache,
-            # even when nobody remembered to bump ``version``
+            # the extractor's own source (and the decoder's and the frame helpers'): editing any of
+            # them invalidates its cache, even when nobody remembered to bump ``version``
             "code_sha256": _code_hash(type(self)),
         }
 

@@ -46,6 +46,7 @@ import numpy as np
 import scipy.fft
 
 from mova_bench.features.base import FeatureExtractor
+from mova_bench.features.frames import luma_u8
 from mova_bench.media import DecodedClip
 
 _FLOOR = 1e-12
@@ -67,11 +68,7 @@ DIMENSIONS: tuple[tuple[str, str], ...] = (
 
 def _luma(frames: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) uint8 → (T, H, W) float32 luma in [0, 1] (BT.601)."""
-    import cv2
-
-    t, h, w = frames.shape[:3]
-    g = cv2.cvtColor(np.ascontiguousarray(frames).reshape(t * h, w, 3), cv2.COLOR_RGB2GRAY)
-    return g.reshape(t, h, w).astype(np.float32) * np.float32(1 / 255)
+    return luma_u8(frames).astype(np.float32) * np.float32(1 / 255)
 
 
 @lru_cache(maxsize=8)

@@ -89,6 +89,7 @@ from typing import Any
 import numpy as np
 
 from mova_bench.features.base import FeatureExtractor
+from mova_bench.features.frames import downscaled_luma_u8
 from mova_bench.media import DecodedClip
 
 STATUSES = ("ok", "silent_audio", "no_audio_onsets", "frozen_video", "no_visual_motion", "low_confidence")
@@ -173,17 +174,10 @@ def video_motion_envelope(video: np.ndarray, *, width: int = 64) -> tuple[np.nda
     and the mean absolute luma difference of the most different consecutive pair (which decides
     whether the video is frozen).
     """
-    import cv2
-
-    t, h, w = video.shape[:3]
+    t = video.shape[0]
     if t < 2:
         return np.zeros(t), np.zeros(t), 0.0
-    ow = min(width, w)
-    oh = max(1, int(round(h * ow / w)))
-    grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in video]  # BT.601, uint8
-    if (ow, oh) != (w, h):
-        grey = [cv2.resize(f, (ow, oh), interpolation=cv2.INTER_AREA) for f in grey]
-    g = np.stack(grey).reshape(t, -1).astype(np.float32) / 255.0  # (T, pixels) luma in [0, 1]
+    g = downscaled_luma_u8(video, width).reshape(t, -1).astype(np.float32) / 255.0  # (T, pixels) luma in [0, 1]
     mu = g.mean(axis=1)
     d = np.diff(g, axis=0)
     max_abs = float(np.abs(d).mean(axis=1).max())

@@ -41,6 +41,7 @@ import numpy as np
 import scipy.fft
 
 from mova_bench.features.base import FeatureExtractor
+from mova_bench.features.frames import luma_u8
 from mova_bench.media import DecodedClip
 
 _EPS = 1e-10
@@ -85,15 +86,6 @@ def _shrink(frames: np.ndarray, max_side: int) -> np.ndarray:
 def _evenly(n: int, k: int) -> np.ndarray:
     """Up to k evenly spaced indices of range(n), first and last included."""
     return np.unique(np.linspace(0, n - 1, max(1, min(n, k))).round().astype(np.intp))
-
-
-def _luma_u8(frames: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB → (T, H, W) uint8 BT.601 luma (OpenCV, rounded)."""
-    import cv2
-
-    t, h, w = frames.shape[:3]
-    grey = cv2.cvtColor(np.ascontiguousarray(frames).reshape(t * h, w, 3), cv2.COLOR_RGB2GRAY)
-    return grey.reshape(t, h, w)
 
 
 def _histograms(planes: np.ndarray, bins: int) -> np.ndarray:
@@ -207,7 +199,7 @@ class VideoStats(FeatureExtractor):
 
         # texture and spatial frequency: luma at detail size on ≤ detail_frames evenly spaced frames
         pick = _evenly(t, int(p["detail_frames"]))
-        detail = _shrink(_luma_u8(video[pick]), int(p["detail_side"])).astype(np.float32) * np.float32(1 / 255)
+        detail = _shrink(luma_u8(video[pick]), int(p["detail_side"])).astype(np.float32) * np.float32(1 / 255)
         gx = np.diff(detail, axis=2)
         gy = np.diff(detail, axis=1)
         lap = detail[:, 1:-1, 1:-1] * 4 - detail[:, :-2, 1:-1] - detail[:, 2:, 1:-1] - detail[:, 1:-1, :-2] - detail[:, 1:-1, 2:]

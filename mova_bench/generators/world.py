@@ -308,6 +308,13 @@ def _ramp(x: np.ndarray, sr: int, ms: float = 0.5) -> np.ndarray:
     return x
 
 
+def _fade_out(x: np.ndarray, sr: int, seconds: float = 0.05) -> np.ndarray:
+    """Linear release to 0 over the last ``seconds``, in place."""
+    n = int(seconds * sr)
+    x[-n:] *= np.linspace(1, 0, n, dtype=np.float32)
+    return x
+
+
 def _peak_to(x: np.ndarray, peak: float) -> np.ndarray:
     m = float(np.max(np.abs(x))) if x.size else 0.0
     return (x * (peak / m)).astype(np.float32) if m > 0 else x.astype(np.float32)
@@ -449,6 +456,13 @@ class Visual:
     def u(self) -> float:
         return min(self.bw, self.bh)
 
+    def random_point(self, rng: np.random.Generator, side: float, top: float, bottom: float) -> tuple[float, float]:
+        """A uniform point of ``box`` kept ``side``·bw from the left and right edges, ``top``·bh from
+        the top and ``bottom``·bh from the bottom (x drawn first, then y)."""
+        x0, y0, x1, y1 = self.box
+        return (float(rng.uniform(x0 + side * self.bw, x1 - side * self.bw)),
+                float(rng.uniform(y0 + top * self.bh, y1 - bottom * self.bh)))
+
     def recent(self, k: int, within: int) -> list[tuple[int, Event]]:
         """Events shown at or before frame ``k`` and at most ``within - 1`` frames ago: (age, event)."""
         return [(k - e.frame, e) for e in self.events if 0 <= k - e.frame < within]
@@ -539,10 +553,8 @@ class RainVisual(Visual):
 
     def __init__(self, g, box, events, sp, rng):
         super().__init__(g, box, events, sp, rng)
-        x0, y0, x1, y1 = box
         for e in events:
-            e.params["x"] = float(rng.uniform(x0 + 0.08 * self.bw, x1 - 0.08 * self.bw))
-            e.params["y"] = float(rng.uniform(y0 + 0.25 * self.bh, y1 - 0.12 * self.bh))
+            e.params["x"], e.params["y"] = self.random_point(rng, 0.08, 0.25, 0.12)
             e.params["r"] = float(rng.uniform(0.055, 0.08) * self.u + 1.0)
         self.col = _jit(rng, (225, 235, 255), 10)
 
@@ -938,10 +950,8 @@ class ImpactVisual(Visual):
 
     def __init__(self, g, box, events, sp, rng):
         super().__init__(g, box, events, sp, rng)
-        x0, y0, x1, y1 = box
         for e in events:
-            e.params["x"] = float(rng.uniform(x0 + 0.15 * self.bw, x1 - 0.15 * self.bw))
-            e.params["y"] = float(rng.uniform(y0 + 0.2 * self.bh, y1 - 0.3 * self.bh))
+            e.params["x"], e.params["y"] = self.random_point(rng, 0.15, 0.2, 0.3)
             e.params["size"] = float(rng.uniform(0.1, 0.17) * self.u + 1)
             e.params["shape"] = int(rng.integers(0, 3))
             e.params["col"] = _jit(rng, rng.choice([(230, 80, 60), (60, 170, 230), (240, 200, 50), (120, 220, 110)]), 20)
@@ -1082,8 +1092,7 @@ def sound_thunder(rng, sr, ep):
     tau = rng.uniform(0.5, 0.8) + 0.3 * far
     env = (1.0 - np.exp(-t / 0.02)) * np.exp(-t / tau) * mod
     x = crack + 0.45 * rumble * env
-    x[-int(0.05 * sr):] *= np.linspace(1, 0, int(0.05 * sr), dtype=np.float32)
-    return _ramp(x, sr)
+    return _ramp(_fade_out(x, sr), sr)
 
 
 def sound_rain(rng, sr, ep):
@@ -1158,8 +1167,7 @@ def sound_piano(rng, sr, ep):
     x[:att] *= np.arange(1, att + 1, dtype=np.float32) / att
     hammer = _noise(rng, n) * np.exp(-t / 0.003)
     x += 0.25 * hammer
-    x[-int(0.05 * sr):] *= np.linspace(1, 0, int(0.05 * sr), dtype=np.float32)
-    return _ramp(x, sr)
+    return _ramp(_fade_out(x, sr), sr)
 
 
 def sound_glass(rng, sr, ep):
@@ -1180,8 +1188,7 @@ def sound_glass(rng, sr, ep):
         f = rng.uniform(3500, 7500)
         if f < 0.45 * sr and m > 0:
             x[d:d + m] += 0.15 * _tone(f, t[:m]) * np.exp(-t[:m] / 0.008)
-    x[-int(0.05 * sr):] *= np.linspace(1, 0, int(0.05 * sr), dtype=np.float32)
-    return _ramp(x, sr)
+    return _ramp(_fade_out(x, sr), sr)
 
 
 def sound_impact(rng, sr, ep):

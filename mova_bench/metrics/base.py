@@ -15,6 +15,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+#: fix of a metric that needs per-clip reference features but was given a statistics .npz
+STATS_REF_FIX = (
+    "evaluate against per-clip reference features: pass --reference <folder of reference clips> "
+    "(or use the suite's procedural reference) instead of a statistics .npz"
+)
+#: fix of a metric that has too few generated or reference clips
+FEW_CLIPS_FIX = "generate more clips (e.g. --samples-per-prompt 4) or give a larger reference set"
+#: fix of a metric that needs a reference set and has none
+NO_REFERENCE_FIX = "give the suite a `reference:` or pass --reference"
+
 
 @dataclass
 class FeatureSet:
@@ -111,6 +121,10 @@ class Metric:
 
     def skipped(self, reason: str, fix: str | None = None, **kw: Any) -> MetricResult:
         return self.result(None, status="skipped", reason=reason, fix=fix, **kw)
+
+    def skipped_no_reference(self, **kw: Any) -> MetricResult:
+        """The result of a metric that needs a reference set when the run has none."""
+        return self.skipped("no reference set", fix=NO_REFERENCE_FIX, **kw)
 
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
         raise NotImplementedError

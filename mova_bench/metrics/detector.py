@@ -23,14 +23,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
+from mova_bench.metrics.base import FEW_CLIPS_FIX, STATS_REF_FIX, FeatureSet, Metric, MetricResult
 from mova_bench.stats import CI_LEVEL, N_BOOTSTRAP, percentile_interval
 
 DEFAULT_FEATURES = ("forensic", "vstats", "melstats")
-STATS_REF_FIX = (
-    "evaluate against per-clip reference features: pass --reference <folder of reference clips> "
-    "(or use the suite's procedural reference) instead of a statistics .npz"
-)
 
 
 @runtime_checkable
@@ -180,7 +176,7 @@ class DetectorAUC(Metric):
         if not names:
             return self.skipped("no feature extractors named in the backbone", fix=f"use detector_auc[{self.default_backbone}]")
         if ref is None:
-            return self.skipped("no reference set", fix="give the suite a `reference:` or pass --reference")
+            return self.skipped_no_reference()
         gids, xg, dims, g_left = self._matrix(gen, names)
         rids, xr, dims_r, r_left = self._matrix(ref, names)
         warnings = []
@@ -197,8 +193,7 @@ class DetectorAUC(Metric):
             return self.skipped(
                 f"{len(gids)} generated and {len(rids)} reference clip(s) with {'+'.join(names)} features; "
                 "cross-validation needs at least 2 of each",
-                fix="generate more clips (e.g. --samples-per-prompt 4) or give a larger reference set",
-                n=len(gids), warnings=warnings,
+                fix=FEW_CLIPS_FIX, n=len(gids), warnings=warnings,
             )
         if dims != dims_r:
             return self.result(None, status="failed", n=len(gids), warnings=warnings,

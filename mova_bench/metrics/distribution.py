@@ -19,8 +19,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
-from mova_bench.metrics.frechet import RunningStats, frechet_distance, frechet_infinity, mean_cov, sqrt_factor
+from mova_bench.metrics.base import FEW_CLIPS_FIX, STATS_REF_FIX, FeatureSet, Metric, MetricResult
+from mova_bench.metrics.frechet import (
+    RunningStats,
+    frechet_distance,
+    frechet_from_parts,
+    frechet_infinity,
+    mean_cov,
+    singular_covariance_warning,
+    sqrt_eigenvalue_sum,
+    sqrt_factor,
+)
 from mova_bench.metrics.kid import MAX_GEN_KERNEL, N_SUBSETS, SUBSET_SIZE, kid_values, kid_values_and_bootstrap
 from mova_bench.stats import CI_LEVEL, percentile_interval
 
@@ -41,12 +50,6 @@ def default_fd_boot(n: int, dim: int) -> int:
     """
     per = 2.0 * n * dim * dim + 4.0 * float(dim) ** 3
     return int(max(FD_BOOT_MIN, min(FD_BOOT, FD_BOOT_FLOPS // per)))
-
-STATS_REF_FIX = (
-    "evaluate against per-clip reference features: pass --reference <folder of reference clips> "
-    "(or use the suite's procedural reference) instead of a statistics .npz"
-)
-FEW_CLIPS_FIX = "generate more clips (e.g. --samples-per-prompt 4) or give a larger reference set"
 
 
 def _finite_rows(ids: list[str], x: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
@@ -81,12 +84,10 @@ def _fd_bootstrap(x: np.ndarray, mu_r: np.ndarray, cov_r: np.ndarray, n_boot: in
         w = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
         mu = (w @ x) / n
         z = xb - mu @ factor
-        m = (z.T * w) @ z / (n - 1)
-        ev = np.linalg.eigvalsh(m)
+        tr_sqrt = sqrt_eigenvalue_sum((z.T * w) @ z / (n - 1))
         c = x - mu
         tr_cov = float(w @ np.einsum("ij,ij->i", c, c)) / (n - 1)
-        d = mu - mu_r
-        out[b] = max(0.0, float(d @ d) + tr_cov + base - 2.0 * float(np.sqrt(np.clip(ev, 0.0, None)).sum()))
+        out[b] = frechet_from_parts(mu - mu_r, tr_cov, base, tr_sqrt)
     return out
 
 
@@ -96,6 +97,12 @@ class _EmbeddingDistance(Metric):
     needs_reference: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("{backbone}",)
     higher_is_better: ClassVar[bool | None] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass declares its convention with the backbone as a ``{backbone}`` placeholder
+        (``describe_convention``); ``compute`` replaces it with the one of the actual run."""
+        super().__init_subclass__(**kwargs)
+        cls.convention = cls.describe_convention("{backbone}")
 
     def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
         res = super().result(value, status=status, **kw)
@@ -108,7 +115,7 @@ class _EmbeddingDistance(Metric):
         """(gen ids, gen matrix, ref matrix or None, ref stats or None, warnings) or a skipped result."""
         bb = self.backbone or ""
         if ref is None:
-            return self.skipped("no reference set", fix="give the suite a `reference:` or pass --reference")
+            return self.skipped_no_reference()
         gids, x = gen.matrix(bb)
         gids, x, bad_g = _finite_rows(gids, x)
         warnings = _dropped_warning("generated", bad_g)
@@ -169,11 +176,9 @@ class _Frechet(_EmbeddingDistance):
             mu_r, cov_r = stats.mean, stats.cov
         mu_g, cov_g = mean_cov(x, "generated features")
         for side, n in (("generated set", len(gids)), ("reference set", n_ref)):
-            if n < dim:
-                warnings.append(
-                    f"{side}: n={n} < dim={dim}: the covariance is singular (rank ≤ n−1); the Fréchet distance "
-                    "is biased upward and not comparable with one computed at another n (compare KID instead)"
-                )
+            warning = singular_covariance_warning(side, n, dim)
+            if warning:
+                warnings.append(warning)
         value = frechet_distance(mu_g, cov_g, mu_r, cov_r)
         mean_term = float(np.sum((mu_g - mu_r) ** 2))
 
@@ -254,7 +259,6 @@ class FrechetVideo(_Frechet):
     display_name = "Fréchet distance (video)"
     backbone_modality = "video"
     default_backbone = "vstats"
-    convention = _Frechet.describe_convention("{backbone}")
 
 
 class FrechetAudio(_Frechet):
@@ -264,7 +268,6 @@ class FrechetAudio(_Frechet):
     display_name = "Fréchet distance (audio)"
     backbone_modality = "audio"
     default_backbone = "melstats"
-    convention = _Frechet.describe_convention("{backbone}")
 
 
 class KIDVideo(_KID):
@@ -274,7 +277,6 @@ class KIDVideo(_KID):
     display_name = "KID (video)"
     backbone_modality = "video"
     default_backbone = "vstats"
-    convention = _KID.describe_convention("{backbone}")
 
 
 class KIDAudio(_KID):
@@ -284,7 +286,6 @@ class KIDAudio(_KID):
     display_name = "KID (audio)"
     backbone_modality = "audio"
     default_backbone = "melstats"
-    convention = _KID.describe_convention("{backbone}")
 
 
 __all__ = ["FrechetVideo", "FrechetAudio", "KIDVideo", "KIDAudio", "RunningStats", "STANDARD_DISPLAY"]

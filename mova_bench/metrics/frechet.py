@@ -85,11 +85,16 @@ def sqrt_factor(sigma: np.ndarray) -> np.ndarray:
         return v * np.sqrt(w)
 
 
-def trace_sqrt_product_from_factor(factor: np.ndarray, sigma: np.ndarray) -> float:
-    """``tr √(Σ₁ Σ₂)`` given ``factor = sqrt_factor(Σ₁)`` and ``Σ₂``."""
-    c = factor.T @ (sigma @ factor)
+def sqrt_eigenvalue_sum(c: np.ndarray) -> float:
+    """``Σ √λ`` over the eigenvalues of the symmetric PSD matrix ``c`` (``tr √c``); eigenvalues that
+    round below zero are clipped at 0."""
     ev = np.linalg.eigvalsh(c)  # reads one triangle: rounding asymmetry of c is immaterial
     return float(np.sqrt(np.clip(ev, 0.0, None)).sum())
+
+
+def trace_sqrt_product_from_factor(factor: np.ndarray, sigma: np.ndarray) -> float:
+    """``tr √(Σ₁ Σ₂)`` given ``factor = sqrt_factor(Σ₁)`` and ``Σ₂``."""
+    return sqrt_eigenvalue_sum(factor.T @ (sigma @ factor))
 
 
 def trace_sqrt_product(sigma1: Any, sigma2: Any) -> float:
@@ -99,6 +104,18 @@ def trace_sqrt_product(sigma1: Any, sigma2: Any) -> float:
     if s1.shape != s2.shape or s1.shape[0] != s1.shape[1]:
         raise ValueError(f"sigma1 has shape {s1.shape} and sigma2 has shape {s2.shape}; both must be the same (D, D)")
     return trace_sqrt_product_from_factor(sqrt_factor(_symmetrised(s1)), _symmetrised(s2))
+
+
+def frechet_from_parts(mean_diff: np.ndarray, trace1: float, trace2: float, trace_sqrt: float) -> float:
+    """``‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁ Σ₂)`` from ``μ₁ − μ₂``, the two traces and ``tr √(Σ₁ Σ₂)``
+    (e.g. from :func:`trace_sqrt_product_from_factor`), clipped at 0 (it is ≥ 0 mathematically;
+    rounding can give −1e-12 for equal inputs).
+
+    The one place the terms are combined: :func:`frechet_distance`, :func:`frechet_infinity` and the
+    bootstrap of the FD metric differ only in how they obtain them.
+    """
+    value = float(mean_diff @ mean_diff) + trace1 + trace2 - 2.0 * trace_sqrt
+    return max(value, 0.0)
 
 
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
@@ -112,10 +129,8 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     if m1.shape != m2.shape:
         raise ValueError(f"mu1 has shape {m1.shape} but mu2 has shape {m2.shape}: the two feature sets have different dimensions")
     s1, s2 = _symmetrised(s1), _symmetrised(s2)
-    diff = m1 - m2
     tr_sqrt = trace_sqrt_product_from_factor(sqrt_factor(s1), s2)
-    value = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2)) - 2.0 * tr_sqrt
-    return max(value, 0.0)
+    return frechet_from_parts(m1 - m2, float(np.trace(s1)), float(np.trace(s2)), tr_sqrt)
 
 
 def mean_cov(x: Any, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +144,17 @@ def mean_cov(x: Any, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
     mu = arr.mean(axis=0)
     c = arr - mu
     return mu, (c.T @ c) / (arr.shape[0] - 1)
+
+
+def singular_covariance_warning(label: str, n: int, dim: int) -> str | None:
+    """The warning for a covariance estimated from fewer clips than feature dimensions, or None
+    when ``n ≥ dim``: the one wording of every Fréchet distance that meets ``n < dim``."""
+    if n >= dim:
+        return None
+    return (
+        f"{label}: n={n} < dim={dim}: the covariance is singular (rank ≤ n−1); the Fréchet distance "
+        "is biased upward and not comparable with one computed at another n (compare KID instead)"
+    )
 
 
 # --------------------------------------------------------------------------- running sums
@@ -241,12 +267,8 @@ class RunningStats:
         return c
 
     def singular_warning(self, label: str = "features") -> str | None:
-        if self.n < self.dim:
-            return (
-                f"{label}: n={int(self.n)} < dim={self.dim}: the covariance is singular (rank ≤ n−1); "
-                "the Fréchet distance is biased upward and not comparable with one computed at another n"
-            )
-        return None
+        """:func:`singular_covariance_warning` for these statistics (None when n ≥ dim)."""
+        return singular_covariance_warning(label, int(self.n), self.dim)
 
     # -- persistence (npz, no pickle)
     def arrays(self, prefix: str = "", **provenance: Any) -> dict[str, np.ndarray]:
@@ -361,8 +383,7 @@ def frechet_infinity(
         for _ in range(1 if size == n else n_reps):
             sub = x[rng.choice(n, size=size, replace=False)]
             mu, cov = mean_cov(sub, "generated subset")
-            d = mu - mu_r
-            vals.append(max(0.0, float(d @ d) + float(np.trace(cov)) + tr_r - 2.0 * trace_sqrt_product_from_factor(factor, cov)))
+            vals.append(frechet_from_parts(mu - mu_r, float(np.trace(cov)), tr_r, trace_sqrt_product_from_factor(factor, cov)))
         means.append(float(np.mean(vals)))
     inv = 1.0 / np.asarray(sizes, dtype=np.float64)
     y = np.asarray(means)

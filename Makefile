@@ -10,13 +10,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# The package and its runtime dependencies (editable, so the built-in suites and model cards are found).
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The package and its runtime dependencies (editable: the checkout's prompts/ and models/ are read in place).
+$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-# Test extras: pytest and the parity references (CPU torch 2.13.0 from the local wheel, torchmetrics).
+# Which torch the parity tests get, installed before the test extras (they only ask for a range,
+# which the installed build satisfies). The default is the CPU wheel on our machines' disk; a GPU
+# box overrides it, e.g. `make test TORCH_SPEC='torch==2.14.1'` (pick the index with PIP_INDEX_URL),
+# or `TORCH_SPEC=` to keep the torch already in the venv.
+TORCH_SPEC ?= torch==2.13.0
+
+# Test extras: pytest, the parity references (torch, torchmetrics), setuptools for the wheel test.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(if $(strip $(TORCH_SPEC)),$(BIN)/python -m pip install -q '$(TORCH_SPEC)')
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 

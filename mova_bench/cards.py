@@ -13,8 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mova_bench.config_files import read_yaml_mapping, validation_message
 from mova_bench.errors import ConfigError, UnknownNameError
 from mova_bench.registry import did_you_mean, generators
+from mova_bench.suites import IN_SOURCE_TREE, PACKAGE_ROOT
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+REPO_MODELS_DIR = PACKAGE_ROOT.parent / "models"
+#: the built-in cards of an installed package (a wheel ships models/ there, see setup.py)
+BUILTIN_MODELS_DIR = PACKAGE_ROOT / "data" / "models"
+#: where the built-in cards are: the checkout's models/ or, installed, the packaged copy
+MODELS_DIR = REPO_MODELS_DIR if IN_SOURCE_TREE else BUILTIN_MODELS_DIR
 
 
 class _Strict(BaseModel):
@@ -76,7 +81,7 @@ class ModelCard(_Strict):
 
 def model_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("MOVA_BENCH_MODELS_PATH", "").split(os.pathsep) if p]
-    return [*extra, MODELS_DIR]
+    return [*extra, *([REPO_MODELS_DIR] if IN_SOURCE_TREE else []), BUILTIN_MODELS_DIR]
 
 
 def _read_card(path: Path) -> ModelCard:

@@ -38,6 +38,7 @@ def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
                         "(this build ships no standard weights, so auto = classical)")
     p.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
     p.add_argument("--executor", default="local", help="how per-clip tasks run (default: local, in process)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes for executors that have them (default: the executor's)")
     p.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -208,18 +209,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         outcome = run(args.model, args.suite, out=args.out, seed=args.seed,
                       samples_per_prompt=args.samples_per_prompt, params=parse_set(args.set),
                       backbones=args.backbones, metrics=args.metrics, executor=args.executor,
-                      use_cache=not args.no_cache, reference=args.reference)
+                      use_cache=not args.no_cache, reference=args.reference, workers=args.workers)
     elif args.command == "evaluate":
         from mova_bench.pipeline import evaluate, evaluate_run
 
         if args.run:
             outcome = evaluate_run(args.run, suite_name=args.suite, reference=args.reference,
                                    backbones=args.backbones, metrics=args.metrics, executor=args.executor,
-                                   use_cache=not args.no_cache)
+                                   use_cache=not args.no_cache, workers=args.workers)
         else:
             outcome = evaluate(args.clips, suite_name=args.suite, reference=args.reference, out=args.out,
                                backbones=args.backbones, metrics=args.metrics, executor=args.executor,
-                               use_cache=not args.no_cache)
+                               use_cache=not args.no_cache, workers=args.workers)
     elif args.command == "list":
         return _list(args.what, args.json)
     elif args.command == "validate":

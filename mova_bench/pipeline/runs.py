@@ -70,7 +70,7 @@ def _geometry_warning(scored: Geometry | None, ref_geo: dict[str, Any] | None) -
 
 
 def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, learned: bool, geometry: Geometry | None,
-           metric_objs: list[Metric], backbones: str, reference: str | None, seed: int, executor: str,
+           metric_objs: list[Metric], backbones: str, reference: str | None, seed: int, executor,
            use_cache: bool, header: dict[str, Any], inputs: dict[str, Any], timings: dict[str, float]) -> RunOutcome:
     """One evaluation of a run's clips, written to ``evals/<id>/`` and shown at the top level."""
     ref = resolve_reference(suite, reference)
@@ -85,7 +85,7 @@ def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, le
     if not (eval_dir / "eval_spec.json").exists():
         write_json_atomic(eval_dir / "eval_spec.json", evaluation)
     log(f"evaluation {eval_id}: {len(evaluation['metrics'])} metric(s), backbones {backbones}, reference {ref.get('kind')}")
-    ex = get_executor(executor)
+    ex = executor
     rows = [dict(r) for r in rows]  # analysis failures belong to this evaluation, not to the manifest
     t0 = time.perf_counter()
     gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
@@ -109,6 +109,20 @@ def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, le
                             timings=timings, warnings=warnings)
 
 
+def _open_executor(name: str, workers: int | None):
+    """The executor of one command (built once, so a process pool starts once); bad names fail here,
+    before any folder is made."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: expected an integer ≥ 1")
+    return get_executor(name, **({"workers": workers} if workers else {}))
+
+
+def _close(ex) -> None:
+    close = getattr(ex, "close", None)
+    if close is not None:
+        close()
+
+
 def _title(name: str, suite: Suite | None, set_params: dict[str, Any]) -> str:
     title = name + (f" on {suite.name} v{suite.version}" if suite else "")
     if set_params:
@@ -119,9 +133,8 @@ def _title(name: str, suite: Suite | None, set_params: dict[str, Any]) -> str:
 def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: int | None = None,
         samples_per_prompt: int | None = None, params: dict[str, Any] | None = None,
         backbones: str = "auto", metrics: list[str] | None = None, executor: str = "local",
-        use_cache: bool = True, reference: str | None = None) -> RunOutcome:
+        use_cache: bool = True, reference: str | None = None, workers: int | None = None) -> RunOutcome:
     """Generate the suite's clips with ``model`` (resuming what exists) and evaluate them."""
-    timings: dict[str, float] = {}
     t_start = time.perf_counter()
     suite = load_suite(suite_name)
     card = load_card(model)
@@ -136,15 +149,27 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     for req in requests:
         generator.validate_request(req)
     metric_objs = select_metrics(metrics, backbones)
-    get_executor(executor)  # a bad executor name fails before a folder is made
-    resolve_reference(suite, reference)  # so does a bad --reference
+    resolve_reference(suite, reference)  # a bad --reference fails before a folder is made
     spec = {
         "kind": "run", "model": card.name, "model_params": generator.params, "suite": suite.name,
         "suite_version": suite.version, "suite_fingerprint": suite.fingerprint(), "seed": seed,
         "samples_per_prompt": n,
     }
     set_params = {k: generator.params[k] for k in params}
-    run_dir = _run_folder(out, f"{slug(card.name)}-{slug(suite.name)}-{spec_hash(spec)}")
+    ex = _open_executor(executor, workers)
+    try:
+        run_dir = _run_folder(out, f"{slug(card.name)}-{slug(suite.name)}-{spec_hash(spec)}")
+        return _run_in(run_dir, ex, suite=suite, card=card, spec=spec, requests=requests, generator=generator,
+                       set_params=set_params, geometry=geometry, seed=seed, n=n, metric_objs=metric_objs,
+                       backbones=backbones, reference=reference, use_cache=use_cache, t_start=t_start)
+    finally:
+        _close(ex)
+
+
+def _run_in(run_dir: Path, ex, *, suite: Suite, card, spec: dict[str, Any], requests, generator, set_params,
+            geometry: Geometry, seed: int, n: int, metric_objs, backbones: str, reference: str | None,
+            use_cache: bool, t_start: float) -> RunOutcome:
+    timings: dict[str, float] = {}
     with exclusive_folder(run_dir):
         context = {"suite_file": suite.source, "model_card": card.source, "geometry": geometry.to_json(),
                    "learned": bool(card.learned), "set": set_params}
@@ -153,7 +178,7 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
         t0 = time.perf_counter()
         rows = generate_set(requests, model=card.name, params=generator.params, card=card,
                             clips_dir=run_dir / "clips", manifest_path=run_dir / "manifest.jsonl",
-                            executor=get_executor(executor), desc=f"generating ({card.name})")
+                            executor=ex, desc=f"generating ({card.name})")
         timings["generate_s"] = round(time.perf_counter() - t0, 3)
         inputs = {"suite_file": suite.source, "suite_sha256": file_sha256(suite.source) if suite.source else None,
                   "model_card": card.source, "model_card_sha256": file_sha256(card.source) if card.source else None,
@@ -164,13 +189,13 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
                   "seed": seed, "samples_per_prompt": n, "run_id": run_dir.name}
         timings["total_before_eval_s"] = round(time.perf_counter() - t_start, 3)
         return _score(run_dir, rows, suite=suite, learned=bool(card.learned), geometry=geometry, metric_objs=metric_objs,
-                      backbones=backbones, reference=reference, seed=seed, executor=executor, use_cache=use_cache,
+                      backbones=backbones, reference=reference, seed=seed, executor=ex, use_cache=use_cache,
                       header=header, inputs=inputs, timings=timings)
 
 
 def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
              out: str | os.PathLike = "runs", backbones: str = "auto", metrics: list[str] | None = None,
-             executor: str = "local", seed: int = 0, use_cache: bool = True) -> RunOutcome:
+             executor: str = "local", seed: int = 0, use_cache: bool = True, workers: int | None = None) -> RunOutcome:
     """Evaluate a folder of clips generated elsewhere (the files are read, never modified)."""
     clips_dir = Path(clips).expanduser().resolve()
     suite = load_suite(suite_name) if suite_name else None
@@ -178,8 +203,17 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
     if not rows:
         raise ConfigError(f"--clips {str(clips_dir)!r} holds no video files; expected .mp4 clips")
     metric_objs = select_metrics(metrics, backbones)
-    get_executor(executor)
     resolve_reference(suite, reference)
+    ex = _open_executor(executor, workers)
+    try:
+        return _evaluate_in(clips_dir, rows, ex, suite=suite, metric_objs=metric_objs, backbones=backbones,
+                            reference=reference, out=out, seed=seed, use_cache=use_cache)
+    finally:
+        _close(ex)
+
+
+def _evaluate_in(clips_dir: Path, rows, ex, *, suite: Suite | None, metric_objs, backbones: str, reference: str | None,
+                 out, seed: int, use_cache: bool) -> RunOutcome:
     listing = {r["clip_id"]: r["content_hash"] for r in rows}
     spec = {"kind": "clips", "clips": str(clips_dir), "suite": suite.name if suite else None,
             "suite_version": suite.version if suite else None,
@@ -201,13 +235,13 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
                   "suite_description": suite.description if suite else None, "seed": seed, "run_id": run_dir.name}
         inputs = {"clips_dir": str(clips_dir), "suite_file": suite.source if suite else None, "spec": spec}
         return _score(run_dir, rows, suite=suite, learned=True, geometry=geometry, metric_objs=metric_objs,
-                      backbones=backbones, reference=reference, seed=seed, executor=executor, use_cache=use_cache,
+                      backbones=backbones, reference=reference, seed=seed, executor=ex, use_cache=use_cache,
                       header=header, inputs=inputs, timings={})
 
 
 def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
                  backbones: str = "auto", metrics: list[str] | None = None, executor: str = "local",
-                 use_cache: bool = True) -> RunOutcome:
+                 use_cache: bool = True, workers: int | None = None) -> RunOutcome:
     """Re-score an existing run folder (``evaluate --run``): its clips are verified, never regenerated."""
     run_dir = Path(run_dir).expanduser().resolve()
     doc, rows = read_run(run_dir)
@@ -227,8 +261,18 @@ def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, r
                 fix="restore the suite, start a new run with it, or pass --suite to score against it knowingly",
             )
     metric_objs = select_metrics(metrics, backbones)
-    get_executor(executor)
     resolve_reference(suite, reference)
+    ex = _open_executor(executor, workers)
+    try:
+        return _evaluate_run_in(run_dir, doc, rows, ex, suite=suite, metric_objs=metric_objs, backbones=backbones,
+                                reference=reference, use_cache=use_cache)
+    finally:
+        _close(ex)
+
+
+def _evaluate_run_in(run_dir: Path, doc: dict[str, Any], rows, ex, *, suite: Suite | None, metric_objs,
+                     backbones: str, reference: str | None, use_cache: bool) -> RunOutcome:
+    spec = doc.get("spec") or {}
     with exclusive_folder(run_dir):
         rows = verify_rows(rows)
         changed = [r for r in rows if r.get("reason") in ("changed", "missing")]
@@ -247,5 +291,5 @@ def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, r
                   "samples_per_prompt": spec.get("samples_per_prompt"), "run_id": run_dir.name}
         inputs = {"run_dir": str(run_dir), "suite_file": suite.source if suite else None, "spec": spec}
         return _score(run_dir, rows, suite=suite, learned=learned, geometry=geometry, metric_objs=metric_objs,
-                      backbones=backbones, reference=reference, seed=int(spec.get("seed") or 0), executor=executor,
+                      backbones=backbones, reference=reference, seed=int(spec.get("seed") or 0), executor=ex,
                       use_cache=use_cache, header=header, inputs=inputs, timings={})

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_options(e)
 
     lst = sub.add_parser("list", help="list models, suites, metrics or backbones")
-    lst.add_argument("what", choices=["models", "suites", "metrics", "backbones"])
+    lst.add_argument("what", choices=["models", "suites", "metrics", "backbones", "executors"])
     lst.add_argument("--json", action="store_true")
 
     v = sub.add_parser("validate", help="check suites and model cards without generating anything")
@@ -126,6 +126,27 @@ def _list(what: str, as_json: bool) -> int:
             cls = registry.metrics.get(name)
             items.append({"name": name, "display_name": cls.display_name, "unit": cls.unit,
                           "higher_is_better": cls.higher_is_better, "default_backbone": cls.default_backbone})
+    elif what == "executors":
+        import pkgutil
+
+        import mova_bench.executors as ex_pkg
+        from mova_bench.executors.base import executors as ex_registry
+
+        names = set(ex_registry.names()) | {m.name for m in pkgutil.iter_modules(ex_pkg.__path__) if m.name not in ("base", "__init__")}
+        for name in sorted(names):
+            try:
+                cls = ex_registry.get(name) if name in ex_registry else None
+                if cls is None:
+                    from mova_bench.executors.base import _discover
+
+                    _discover(name)
+                    cls = ex_registry.get(name) if name in ex_registry else None
+            except MovaBenchError as exc:  # e.g. the ray extra is not installed
+                items.append({"name": name, "description": f"unavailable: {exc}"})
+                continue
+            if cls is not None:
+                doc = (cls.__doc__ or "").strip().splitlines()
+                items.append({"name": name, "description": doc[0] if doc else ""})
     else:
         for name in registry.features.names():
             cls = registry.features.get(name)

@@ -24,7 +24,7 @@ CACHE_SCHEMA_VERSION = 1
 
 
 def home() -> Path:
-    return Path(os.environ.get("MOVA_BENCH_HOME", Path.home() / ".cache" / "mova-bench"))
+    return Path(os.environ.get("MOVA_BENCH_HOME") or Path.home() / ".cache" / "mova-bench")  # empty = unset
 
 
 def cache_key(identity: dict[str, Any], content_hash: str) -> str:

@@ -75,7 +75,10 @@ class ModelCard(_Strict):
         if self.weights.env and os.environ.get(self.weights.env):
             return Path(os.environ[self.weights.env]).expanduser()
         if self.weights.default_path:
-            return Path(os.path.expandvars(self.weights.default_path)).expanduser()
+            from mova_bench.cache import home
+
+            raw = self.weights.default_path.replace("$MOVA_BENCH_HOME", str(home())).replace("${MOVA_BENCH_HOME}", str(home()))
+            return Path(os.path.expandvars(raw)).expanduser()
         return None
 
 

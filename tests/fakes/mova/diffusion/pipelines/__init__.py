@@ -1,0 +1,3 @@
+from .pipeline_mova import MOVA
+
+__all__ = ["MOVA"]

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     rsrc.add_argument("--clips", help="a folder of real clips")
     rb.add_argument("--model", default=None, help="with --suite: render a procedural reference at this model's geometry")
     rb.add_argument("--out", required=True, help="output .npz file (never overwritten)")
+
+    from mova_bench.sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -258,6 +262,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                 print(f"{mark}  {c['metric']:<20} vs {c['knob']:<14} values={c['values']} measured={c['measured']}  {c.get('expect', '')}")
             print("all checks passed" if report["passed"] else "some checks FAILED")
         return EXIT_OK if report["passed"] else EXIT_REGRESSION
+    elif args.command == "sweep":
+        from mova_bench.sweep import main as sweep_main
+
+        return sweep_main(args)
     elif args.command == "reference":
         from mova_bench.pipeline.reference import build_reference_stats
 

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mova_bench.sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
+    from mova_bench.compare import add_parser as add_compare_parser
+
+    add_compare_parser(sub)
     return p
 
 
@@ -266,6 +269,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mova_bench.sweep import main as sweep_main
 
         return sweep_main(args)
+    elif args.command == "compare":
+        from mova_bench.compare import main as compare_main
+
+        return compare_main(args)
     elif args.command == "reference":
         from mova_bench.pipeline.reference import build_reference_stats
 

@@ -22,6 +22,7 @@ DATA_PACKAGES = {
 DATA_FILES = {
     "mova_bench.data.prompts": ["*.yaml", "**/*.png", "**/*.jpg", "**/*.jpeg", "**/*.webp"],
     "mova_bench.data.models": ["*.yaml"],
+    "mova_bench.report.templates": ["*.j2", "*.css", "*.js"],
 }
 
 setup(

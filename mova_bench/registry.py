@@ -128,6 +128,12 @@ def _load_plugins() -> None:
 # Built-in entries (lazy).
 generators.register("procedural", "mova_bench.generators.procedural:ProceduralGenerator")
 generators.register("mova", "mova_bench.generators.mova:MovaGenerator")
+generators.register("http", "mova_bench.generators.http:HttpGenerator")
+generators.register("command", "mova_bench.generators.command:CommandGenerator")
+generators.register("files", "mova_bench.generators.files:FilesGenerator")
+generators.register("ltx-2", "mova_bench.generators.ltx2:LTX2Generator")
+generators.register("ovi", "mova_bench.generators.ovi:OviGenerator")
+generators.register("cascade", "mova_bench.generators.cascade:CascadeGenerator")
 
 features.register("vstats", "mova_bench.features.vstats:VideoStats")
 features.register("melstats", "mova_bench.features.melstats:MelStats")

@@ -56,7 +56,10 @@ class Generator:
                 f"Valid parameters: {', '.join(sorted(allowed)) or '(none)'}. Use --set KEY=VALUE with one of them."
             )
         merged = {**allowed, **params}
-        self.params = {k: self._coerce(k, v, allowed[k]) for k, v in merged.items()}
+        # the schema's default sets a parameter's type; a card's `timeout_s: 60` must not make it an int
+        typed = {k: self.params_schema.get(k, allowed[k]) for k in allowed}
+        typed = {k: (allowed[k] if typed[k] is None else typed[k]) for k in typed}
+        self.params = {k: self._coerce(k, v, typed[k]) for k, v in merged.items()}
 
     @staticmethod
     def _coerce(key: str, value: Any, default: Any) -> Any:

@@ -39,7 +39,7 @@ from typing import Any
 from mova_bench.errors import ConfigError, MediaError, MissingDependencyError
 from mova_bench.generators.audio_check import finish_clip
 from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator
-from mova_bench.generators.common import conform_defaults, failure
+from mova_bench.generators.common import failure
 
 PLACEHOLDERS = ("prompt", "seed", "out", "first_frame", "num_frames", "fps", "width", "height", "sample_rate",
                 "duration_s", "clip_id", "prompt_id", "video")
@@ -153,7 +153,7 @@ class CommandGenerator(Generator):
         for src in (defaults, params):  # a YAML list in a card, JSON text from --set: one canonical JSON text
             if isinstance(src.get("argv"), (list, tuple)):
                 src["argv"] = json.dumps([str(a) for a in src["argv"]])
-        super().__init__(card_defaults=conform_defaults(type(self), defaults), card=card, **params)
+        super().__init__(card_defaults=defaults, card=card, **params)
         p = self.params
         self.argv = parse_argv(p["argv"]) if str(p["argv"]).strip() else None
         if self.argv is not None:

@@ -15,15 +15,4 @@ def failure(reason: str, message: str) -> GenerationError:
     return exc
 
 
-def conform_defaults(cls: Any, card_defaults: dict[str, Any] | None) -> dict[str, Any]:
-    """Card defaults coerced to the types of ``cls.params_schema`` (a card's ``timeout_s: 60`` is
-    the float 60.0), so a later ``--set timeout_s=0.5`` is read as the schema's type, not the card's."""
-    out = dict(card_defaults or {})
-    schema = getattr(cls, "params_schema", {})
-    for key, value in out.items():
-        if key in schema and not isinstance(value, (list, tuple, dict)):
-            out[key] = cls._coerce(key, value, schema[key])
-    return out
-
-
-__all__ = ["conform_defaults", "failure"]
+__all__ = ["failure"]

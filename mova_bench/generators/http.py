@@ -53,7 +53,7 @@ from typing import Any
 from mova_bench.errors import ConfigError, MediaError
 from mova_bench.generators.audio_check import finish_clip
 from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator
-from mova_bench.generators.common import conform_defaults, failure
+from mova_bench.generators.common import failure
 
 #: HTTP statuses retried with backoff besides every 5xx; any other 4xx fails the clip at once
 RETRY_STATUSES = {408, 429}
@@ -213,7 +213,7 @@ class HttpGenerator(Generator):
     }
 
     def __init__(self, card_defaults: dict[str, Any] | None = None, card: Any = None, **params: Any):
-        super().__init__(card_defaults=conform_defaults(type(self), card_defaults), card=card, **params)
+        super().__init__(card_defaults=card_defaults, card=card, **params)
         p = self.params
         if p["url"]:
             p["url"] = normalize_url(p["url"])

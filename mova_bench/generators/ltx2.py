@@ -46,7 +46,6 @@ import numpy as np
 from mova_bench.errors import ConfigError, GenerationError, MissingDependencyError
 from mova_bench.generators.audio_check import finish_clip
 from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator
-from mova_bench.generators.common import conform_defaults
 
 LTX2_INSTALL = "pip install 'mova-bench[ltx2]'  (ltx-pipelines and ltx-core from PyPI; ltx-core needs torch~=2.7)"
 HF_REPO = "Lightricks/LTX-2"
@@ -109,7 +108,7 @@ class LTX2Generator(Generator):
     _pipe = None
 
     def __init__(self, card_defaults: dict[str, Any] | None = None, card: Any = None, **params: Any):
-        super().__init__(card_defaults=conform_defaults(type(self), card_defaults), card=card, **params)
+        super().__init__(card_defaults=card_defaults, card=card, **params)
         p = self.params
         pipeline = str(p["pipeline"]).strip().lower().replace("-", "_")
         if pipeline not in PIPELINES:

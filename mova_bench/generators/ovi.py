@@ -44,7 +44,6 @@ import numpy as np
 from mova_bench.errors import ConfigError, GenerationError, MissingDependencyError
 from mova_bench.generators.audio_check import finish_clip
 from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator
-from mova_bench.generators.common import conform_defaults
 
 OVI_REPO = "https://github.com/character-ai/Ovi"
 OVI_INSTALL = (f"git clone {OVI_REPO} && pip install -r Ovi/requirements.txt && (cd Ovi && python download_weights.py), "
@@ -138,7 +137,7 @@ class OviGenerator(Generator):
     _engine = None
 
     def __init__(self, card_defaults: dict[str, Any] | None = None, card: Any = None, **params: Any):
-        super().__init__(card_defaults=conform_defaults(type(self), card_defaults), card=card, **params)
+        super().__init__(card_defaults=card_defaults, card=card, **params)
         p = self.params
         if p["model_name"] not in MODELS:
             raise ConfigError(f"model_name={p['model_name']!r}: expected one of {', '.join(MODELS)}")

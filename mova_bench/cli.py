@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mova_bench.compare import add_parser as add_compare_parser
 
     add_compare_parser(sub)
+    from mova_bench.leaderboard import add_parser as add_leaderboard_parser
+
+    add_leaderboard_parser(sub)
     return p
 
 
@@ -273,6 +276,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mova_bench.compare import main as compare_main
 
         return compare_main(args)
+    elif args.command == "leaderboard":
+        from mova_bench.leaderboard import main as leaderboard_main
+
+        return leaderboard_main(args)
     elif args.command == "reference":
         from mova_bench.pipeline.reference import build_reference_stats
 

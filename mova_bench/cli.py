@@ -15,6 +15,7 @@ from typing import Any
 
 from mova_bench import __version__
 from mova_bench.errors import MovaBenchError
+from mova_bench.executors.base import DEFAULT_EXECUTOR
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_CLIPS_FAILED = 0, 1, 2, 3
 
@@ -37,8 +38,12 @@ def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
                    help="classical: weight-free; standard: I3D/VGGish/...; auto: standard where installed, else classical "
                         "(this build ships no standard weights, so auto = classical)")
     p.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
-    p.add_argument("--executor", default="local", help="how per-clip tasks run (default: local, in process)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes for executors that have them (default: the executor's)")
+    p.add_argument("--executor", default=DEFAULT_EXECUTOR,
+                   help="how per-clip tasks run: pool (default: worker processes on this machine) or local "
+                        "(one after another in this process); see `mova-bench list executors`")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per usable core, at most one per 1.5 GiB of available memory; "
+                        "1 runs in this process)")
     p.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from mova_bench.console import log
 from mova_bench.errors import ConfigError, MovaBenchError
+from mova_bench.executors.base import DEFAULT_EXECUTOR
 
 EXIT_OK, EXIT_USAGE, EXIT_POINTS_FAILED = 0, 2, 3
 #: bump when the meaning of a grid spec changes (the sweep folder name changes with it)
@@ -96,7 +97,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"],
                    help="classical: weight-free; standard: I3D/VGGish/...; auto: standard where installed, else classical")
     p.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
-    p.add_argument("--executor", default="local", help="how per-clip tasks run (default: local, in process)")
+    p.add_argument("--executor", default=DEFAULT_EXECUTOR, help="how per-clip tasks run: pool (default) or local")
+    p.add_argument("--workers", type=int, default=None, help="worker processes of the pool (default: one per usable core)")
     p.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
@@ -111,7 +113,8 @@ def main(args: argparse.Namespace) -> int:
         out=getattr(args, "out", "runs"), seed=getattr(args, "seed", None),
         samples_per_prompt=getattr(args, "samples_per_prompt", None), metrics=getattr(args, "metrics", None),
         backbones=getattr(args, "backbones", "auto"), reference=getattr(args, "reference", None),
-        executor=getattr(args, "executor", "local"), use_cache=not getattr(args, "no_cache", False))
+        executor=getattr(args, "executor", DEFAULT_EXECUTOR), use_cache=not getattr(args, "no_cache", False),
+        workers=getattr(args, "workers", None))
     if getattr(args, "json", False):
         print(json.dumps(outcome.to_json()))
     else:
@@ -228,7 +231,7 @@ def _rel(path: Path, start: Path) -> str:
 def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]], fixed: dict[str, Any] | None = None,
               out: str | os.PathLike = "runs", seed: int | None = None, samples_per_prompt: int | None = None,
               metrics: list[str] | None = None, backbones: str = "auto", reference: str | None = None,
-              executor: str = "local", use_cache: bool = True) -> SweepOutcome:
+              executor: str = "local", use_cache: bool = True, workers: int | None = None) -> SweepOutcome:
     """Run every point of ``grid`` (resuming what exists) and write the sweep folder."""
     from mova_bench import __version__
     from mova_bench.pipeline.runs import OUT_FIX
@@ -272,7 +275,8 @@ def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]],
                 try:
                     outcome = _run_point(model, suite_name, out=out, params={**fixed, **p["values"]},
                                          seed=plan["seed"], samples_per_prompt=plan["n"], backbones=backbones,
-                                         metrics=metrics, executor=executor, use_cache=use_cache, reference=reference)
+                                         metrics=metrics, executor=executor, use_cache=use_cache, reference=reference,
+                                         workers=workers)
                 except MovaBenchError as exc:
                     msg = Exception.__str__(exc) if getattr(exc, "fix", None) else str(exc)
                     p.update({"status": "failed", "error": msg or type(exc).__name__, "fix": getattr(exc, "fix", None)})

@@ -5,6 +5,7 @@ import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -13,7 +14,12 @@ from mova_bench.registry import Registry
 
 @dataclass
 class TaskFailure:
-    """A task that raised: kept with its reason so one bad clip never kills a run."""
+    """A task that raised: kept with its reason so one bad clip never kills a run.
+
+    ``reason``: a :class:`~mova_bench.errors.MediaError` reason, ``"error"`` (any other
+    exception), or ``"worker_died"`` (the process running the task died: segfault, ``os._exit``,
+    out-of-memory kill; see :mod:`mova_bench.executors.pool`).
+    """
 
     error: str
     reason: str = "error"
@@ -21,23 +27,68 @@ class TaskFailure:
 
 
 def run_task(fn: Callable[[Any], Any], item: Any) -> Any:
-    """Call ``fn(item)``; an exception becomes a :class:`TaskFailure` (MediaError keeps its reason)."""
+    """Call ``fn(item)``; an exception becomes a :class:`TaskFailure` (MediaError keeps its reason).
+
+    The task runs with one BLAS thread (:func:`one_blas_thread`), in whatever process and under
+    whatever executor, so its result is the same bits everywhere."""
     from mova_bench.errors import MediaError
 
     try:
-        return fn(item)
+        with one_blas_thread():
+            return fn(item)
     except MediaError as exc:
         return TaskFailure(error=str(exc), reason=exc.reason)
     except Exception as exc:  # noqa: BLE001 - recorded per clip, never swallowed silently
-        return TaskFailure(error=f"{type(exc).__name__}: {exc}", reason="error", traceback=traceback.format_exc())
+        reason = getattr(exc, "reason", None)  # adapters tag failures: timeout, http_error, command_failed, ...
+        return TaskFailure(error=f"{type(exc).__name__}: {exc}", reason=reason if isinstance(reason, str) and reason else "error",
+                           traceback=traceback.format_exc())
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Limit the loaded BLAS libraries (OpenBLAS, MKL...) to one thread while inside.
+
+    OpenBLAS splits a matrix product's sums differently for different thread counts, so ``a @ b``
+    differs in the last bits between 1 and N threads (e.g. melstats' mel projection): without
+    this, a clip's features would depend on the executor and on the core count. The tasks' products
+    are small, and executors run tasks side by side, so one thread costs nothing that matters. A
+    BLAS first loaded during a task is not covered for that task (pool workers set
+    ``OPENBLAS_NUM_THREADS=1`` and friends before anything loads). Process-wide: not for tasks
+    run in several threads of one process at once."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a dependency of scikit-learn; absent only in odd environments
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 class Executor:
+    """Runs ``fn`` over items. One instance serves any number of :meth:`map` calls (a command
+    builds one and passes it around); :meth:`close` releases what it holds, and ``with
+    get_executor(...) as ex:`` closes it on the way out."""
+
     name = "base"
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, desc: str = "") -> Iterator[tuple[Any, Any]]:
         """Yield ``(item, result_or_TaskFailure)`` as tasks finish (order may differ)."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers, connections, temporary files. Idempotent; nothing to do by default."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+
+#: the executor the CLI uses unless ``--executor`` says otherwise: a process pool over the usable
+#: cores (``mova_bench.executors.pool``); library callers of :func:`get_executor` still get
+#: ``"local"`` when they name none
+DEFAULT_EXECUTOR = "pool"
 
 
 #: seconds between progress lines when stderr is not a terminal (batch jobs, SLURM logs, pipes)
@@ -100,6 +151,7 @@ def _duration(seconds: float) -> str:
 
 executors: Registry[Any] = Registry("executor")
 executors.register("local", "mova_bench.executors.local:LocalExecutor")
+executors.register("pool", "mova_bench.executors.pool:PoolExecutor")
 
 
 def _discover(name: str) -> None:
@@ -120,7 +172,17 @@ def _discover(name: str) -> None:
             return
 
 
-def get_executor(name: str = "local", **kwargs: Any) -> Executor:
+def get_executor(name: str = "local", workers: int | None = None, **kwargs: Any) -> Executor:
+    """The executor called ``name``. ``workers`` (parallel tasks; ``None``: the executor's default,
+    for ``pool`` the usable cores bounded by memory) is passed on only when given, so executors
+    that take no such argument keep working."""
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            from mova_bench.errors import ConfigError
+
+            raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}",
+                              fix="pass --workers 1 or more, or leave it out for one per usable core")
+        kwargs["workers"] = workers
     _discover(name)
     cls = executors.get(name)
     return cls(**kwargs)

@@ -1,4 +1,7 @@
-"""In-process executor (the default): tasks run one after another with a progress bar."""
+"""In-process executor: tasks run one after another with a progress bar (``--executor local``).
+
+Nothing to start and nothing to close; the pool executor falls back to the same loop for one
+worker or one item."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from mova_bench.executors.base import Executor, progress, run_task
 
 
 class LocalExecutor(Executor):
+    """One task after another in this process: no start cost, one clip in memory at a time."""
+
     name = "local"
 
     def __init__(self, **_: Any):

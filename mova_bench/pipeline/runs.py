@@ -21,6 +21,7 @@ from mova_bench.cards import load_card
 from mova_bench.console import log
 from mova_bench.errors import ConfigError
 from mova_bench.executors import get_executor
+from mova_bench.executors.base import DEFAULT_EXECUTOR
 from mova_bench.media import file_sha256
 from mova_bench.metrics.base import Metric
 from mova_bench.pipeline.analysis import analyse_set, extractor_specs
@@ -117,12 +118,6 @@ def _open_executor(name: str, workers: int | None):
     return get_executor(name, **({"workers": workers} if workers else {}))
 
 
-def _close(ex) -> None:
-    close = getattr(ex, "close", None)
-    if close is not None:
-        close()
-
-
 def _title(name: str, suite: Suite | None, set_params: dict[str, Any]) -> str:
     title = name + (f" on {suite.name} v{suite.version}" if suite else "")
     if set_params:
@@ -132,7 +127,7 @@ def _title(name: str, suite: Suite | None, set_params: dict[str, Any]) -> str:
 
 def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: int | None = None,
         samples_per_prompt: int | None = None, params: dict[str, Any] | None = None,
-        backbones: str = "auto", metrics: list[str] | None = None, executor: str = "local",
+        backbones: str = "auto", metrics: list[str] | None = None, executor: str = DEFAULT_EXECUTOR,
         use_cache: bool = True, reference: str | None = None, workers: int | None = None) -> RunOutcome:
     """Generate the suite's clips with ``model`` (resuming what exists) and evaluate them."""
     t_start = time.perf_counter()
@@ -156,14 +151,11 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
         "samples_per_prompt": n,
     }
     set_params = {k: generator.params[k] for k in params}
-    ex = _open_executor(executor, workers)
-    try:
+    with _open_executor(executor, workers) as ex:  # an exception or Ctrl-C stops the workers at once
         run_dir = _run_folder(out, f"{slug(card.name)}-{slug(suite.name)}-{spec_hash(spec)}")
         return _run_in(run_dir, ex, suite=suite, card=card, spec=spec, requests=requests, generator=generator,
                        set_params=set_params, geometry=geometry, seed=seed, n=n, metric_objs=metric_objs,
                        backbones=backbones, reference=reference, use_cache=use_cache, t_start=t_start)
-    finally:
-        _close(ex)
 
 
 def _run_in(run_dir: Path, ex, *, suite: Suite, card, spec: dict[str, Any], requests, generator, set_params,
@@ -176,9 +168,11 @@ def _run_in(run_dir: Path, ex, *, suite: Suite, card, spec: dict[str, Any], requ
         _freeze_spec(run_dir, spec, context)
         log(f"run folder: {run_dir}")
         t0 = time.perf_counter()
+        # a GPU model loads once, in this process: a worker pool would load one copy per worker
+        gen_ex = get_executor("local") if ex.name == "pool" and card.resources.gpus else ex
         rows = generate_set(requests, model=card.name, params=generator.params, card=card,
                             clips_dir=run_dir / "clips", manifest_path=run_dir / "manifest.jsonl",
-                            executor=ex, desc=f"generating ({card.name})")
+                            executor=gen_ex, desc=f"generating ({card.name})")
         timings["generate_s"] = round(time.perf_counter() - t0, 3)
         inputs = {"suite_file": suite.source, "suite_sha256": file_sha256(suite.source) if suite.source else None,
                   "model_card": card.source, "model_card_sha256": file_sha256(card.source) if card.source else None,
@@ -195,7 +189,7 @@ def _run_in(run_dir: Path, ex, *, suite: Suite, card, spec: dict[str, Any], requ
 
 def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
              out: str | os.PathLike = "runs", backbones: str = "auto", metrics: list[str] | None = None,
-             executor: str = "local", seed: int = 0, use_cache: bool = True, workers: int | None = None) -> RunOutcome:
+             executor: str = DEFAULT_EXECUTOR, seed: int = 0, use_cache: bool = True, workers: int | None = None) -> RunOutcome:
     """Evaluate a folder of clips generated elsewhere (the files are read, never modified)."""
     clips_dir = Path(clips).expanduser().resolve()
     suite = load_suite(suite_name) if suite_name else None
@@ -204,12 +198,9 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
         raise ConfigError(f"--clips {str(clips_dir)!r} holds no video files; expected .mp4 clips")
     metric_objs = select_metrics(metrics, backbones)
     resolve_reference(suite, reference)
-    ex = _open_executor(executor, workers)
-    try:
+    with _open_executor(executor, workers) as ex:
         return _evaluate_in(clips_dir, rows, ex, suite=suite, metric_objs=metric_objs, backbones=backbones,
                             reference=reference, out=out, seed=seed, use_cache=use_cache)
-    finally:
-        _close(ex)
 
 
 def _evaluate_in(clips_dir: Path, rows, ex, *, suite: Suite | None, metric_objs, backbones: str, reference: str | None,
@@ -240,7 +231,7 @@ def _evaluate_in(clips_dir: Path, rows, ex, *, suite: Suite | None, metric_objs,
 
 
 def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
-                 backbones: str = "auto", metrics: list[str] | None = None, executor: str = "local",
+                 backbones: str = "auto", metrics: list[str] | None = None, executor: str = DEFAULT_EXECUTOR,
                  use_cache: bool = True, workers: int | None = None) -> RunOutcome:
     """Re-score an existing run folder (``evaluate --run``): its clips are verified, never regenerated."""
     run_dir = Path(run_dir).expanduser().resolve()
@@ -262,12 +253,9 @@ def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, r
             )
     metric_objs = select_metrics(metrics, backbones)
     resolve_reference(suite, reference)
-    ex = _open_executor(executor, workers)
-    try:
+    with _open_executor(executor, workers) as ex:
         return _evaluate_run_in(run_dir, doc, rows, ex, suite=suite, metric_objs=metric_objs, backbones=backbones,
                                 reference=reference, use_cache=use_cache)
-    finally:
-        _close(ex)
 
 
 def _evaluate_run_in(run_dir: Path, doc: dict[str, Any], rows, ex, *, suite: Suite | None, metric_objs,

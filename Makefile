@@ -24,7 +24,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Test extras: pytest, the parity references (torch, torchmetrics), setuptools for the wheel test.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(if $(strip $(TORCH_SPEC)),$(BIN)/python -m pip install -q '$(TORCH_SPEC)')
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	touch $@
 
 demo: $(VENV)/.installed

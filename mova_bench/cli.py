@@ -39,8 +39,11 @@ def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
                         "(this build ships no standard weights, so auto = classical)")
     p.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
     p.add_argument("--executor", default=DEFAULT_EXECUTOR,
-                   help="how per-clip tasks run: pool (default: worker processes on this machine) or local "
-                        "(one after another in this process); see `mova-bench list executors`")
+                   help="how per-clip tasks run: pool (default: worker processes on this machine), local "
+                        "(one after another in this process) or ray (Ray tasks on this machine or a cluster; see --address)")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: the Ray cluster (auto, host:port or ray://host:port; "
+                        "default: $MOVA_BENCH_RAY_ADDRESS, else a Ray instance on this machine)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: one per usable core, at most one per 1.5 GiB of available memory; "
                         "1 runs in this process)")
@@ -239,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "address", None):
+        import os
+
+        from mova_bench.errors import ConfigError
+
+        if args.executor != "ray":
+            raise ConfigError(f"--address applies to --executor ray, not {args.executor!r}", fix="add --executor ray or drop --address")
+        os.environ["MOVA_BENCH_RAY_ADDRESS"] = args.address
     if args.command == "run":
         from mova_bench.pipeline import parse_set, run
 

@@ -494,6 +494,7 @@ class _FeatureSource:
         self._identity: dict[str, Any] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._vectors: dict[tuple[str, str], list[np.ndarray]] = {}
+        self._kept: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
 
     def identity(self, name: str) -> dict[str, Any]:
         if name not in self._identity:
@@ -512,8 +513,8 @@ class _FeatureSource:
     def _generated(self) -> list[dict[str, Any]]:
         df = self.run.per_clip
         rows = df[df["status"] == "ok"] if "status" in df else df
-        return [{"unit": self.key_of(r), "clip_id": str(r["clip_id"]), "content_hash": r.get("content_hash")}
-                for r in rows.to_dict("records")]
+        return [{"unit": self.key_of(r), "clip_id": str(r["clip_id"]), "content_hash": r.get("content_hash"),
+                 "prompt_id": r.get("prompt_id")} for r in rows.to_dict("records")]
 
     def _reference(self) -> list[dict[str, Any]]:
         ref = self.run.doc.get("reference") or {}
@@ -530,8 +531,8 @@ class _FeatureSource:
             raise LookupError(f"a {kind} reference has no per-clip features")
         if not rows:
             raise LookupError("the reference set lists no clips")
-        return [{"unit": r["clip_id"], "clip_id": r["clip_id"], "content_hash": r.get("content_hash")}
-                for r in rows if r.get("status") == "ok"]
+        return [{"unit": r["clip_id"], "clip_id": r["clip_id"], "content_hash": r.get("content_hash"),
+                 "prompt_id": r.get("prompt_id")} for r in rows if r.get("status") == "ok"]
 
     def _vectors_of(self, side: str, name: str) -> list[np.ndarray]:
         """One embedding per clip of ``side``. A clip whose features are missing from the cache makes
@@ -550,18 +551,26 @@ class _FeatureSource:
             self._vectors[(side, name)] = out
         return self._vectors[(side, name)]
 
+    def group_keys(self, side: str, names: list[str]) -> tuple[list[Any], list[Any]]:
+        """(prompt ids, content hashes) of the rows of the last :meth:`matrix` of ``side`` and ``names``:
+        the detector's fold groups (clips of one prompt, and identical files, share a fold)."""
+        kept = self._kept.get((side, tuple(names)), [])
+        return [r.get("prompt_id") for r in kept], [r.get("content_hash") for r in kept]
+
     def matrix(self, side: str, names: list[str]) -> tuple[list[Any], np.ndarray]:
         """(units, concatenated embeddings) of the clips of ``side`` whose features are all finite
         (the metrics leave out clips with NaN/inf features; so does this)."""
         import numpy as np
 
         per = [self._vectors_of(side, n) for n in names]
-        units, blocks = [], []
+        units, blocks, kept = [], [], []
         for r, parts in zip(self.rows(side), zip(*per)):
             vec = np.concatenate(parts)
             if np.isfinite(vec).all():
                 units.append(r["unit"])
                 blocks.append(vec)
+                kept.append(r)
+        self._kept[(side, tuple(names))] = kept
         if not blocks:
             return [], np.zeros((0, 0))
         return units, np.stack(blocks)
@@ -624,7 +633,7 @@ def set_level_delta(key: str, b: RunView, c: RunView, key_name: str,
             # one reference set (checked above) and one extractor identity (the analysis parameters
             # were checked equal): the baseline's reading of it serves both runs
             ref_units, y = src_b.matrix("reference", names)
-            ref = ("clips", ref_units, y)
+            ref = ("clips", ref_units, y, src_b.group_keys("reference", names))
     except LookupError as exc:
         return DeltaEstimate(why_not=str(exc))
     except (MovaBenchError, OSError, ValueError) as exc:
@@ -639,7 +648,8 @@ def set_level_delta(key: str, b: RunView, c: RunView, key_name: str,
             return _fd_delta(key, b, c, xb, xc, ref, pairing)
         if kind == "kid":
             return _kid_delta(key, b, c, xb, xc, ref, pairing)
-        return _detector_delta(key, b, c, xb, xc, ref, pairing)
+        return _detector_delta(key, b, c, xb, xc, ref, pairing,
+                               (src_b.group_keys("generated", names), src_c.group_keys("generated", names)))
     except (ValueError, TypeError, AttributeError, np.linalg.LinAlgError, ImportError) as exc:
         # e.g. a refactor of the metric modules' helpers: the combined CIs still answer
         return DeltaEstimate(why_not=f"recomputation failed ({type(exc).__name__}: {exc})")
@@ -741,7 +751,7 @@ def _kid_delta(key: str, b: RunView, c: RunView, xb: np.ndarray, xc: np.ndarray,
 
 
 def _detector_delta(key: str, b: RunView, c: RunView, xb: np.ndarray, xc: np.ndarray, ref: tuple,
-                    pairing: Pairing) -> DeltaEstimate:
+                    pairing: Pairing, gen_keys: tuple = ((([], []), ([], [])))) -> DeltaEstimate:
     """Delete-half jackknife of the detector AUC delta, the detector refitted on every half-sample.
 
     The metric's own CI holds the fitted out-of-fold scores fixed, which leaves out the variance of
@@ -756,19 +766,31 @@ def _detector_delta(key: str, b: RunView, c: RunView, xb: np.ndarray, xc: np.nda
     """
     import numpy as np
 
-    from mova_bench.metrics.detector import roc_auc
+    from mova_bench.metrics.detector import detector_oof, groups_from_keys, roc_auc
 
     det = _metric_instance(key)
     if det is None or not hasattr(det, "detector"):
         return DeltaEstimate(why_not="the detector cannot be rebuilt")
     ref_units, y_ref = ref[1], ref[2]
+    # fold groups as the metric forms them: prompt ids and content hashes of both sides
+    ref_p, ref_h = ref[3] if len(ref) > 3 else ([None] * len(ref_units), [None] * len(ref_units))
+    (gb_p, gb_h), (gc_p, gc_h) = gen_keys
 
-    def auc(x: np.ndarray, y_ref: np.ndarray, seed: int) -> float:
+    def pick(seq: list[Any], idx: np.ndarray | None) -> list[Any]:
+        if not seq:
+            return [None] * (len(idx) if idx is not None else 0)
+        return list(seq) if idx is None else [seq[i] for i in idx]
+
+    def auc(x: np.ndarray, y_ref: np.ndarray, seed: int, gp: list[Any], gh: list[Any], rp: list[Any],
+            rh: list[Any]) -> float:
         X = np.concatenate([x, y_ref])
         y = np.concatenate([np.ones(len(x), np.intp), np.zeros(len(y_ref), np.intp)])
-        return roc_auc(np.asarray(det.detector.fit_predict_oof(X, y, seed), dtype=np.float64), y)
+        gp, gh = (gp or [None] * len(x)), (gh or [None] * len(x))
+        groups = groups_from_keys(list(gp) + list(rp), list(gh) + list(rh))
+        return roc_auc(detector_oof(det.detector, X, y, seed, groups), y)
 
-    bad = _not_reproduced(key, (auc(xb, y_ref, b.seed), auc(xc, y_ref, c.seed)), b, c)
+    bad = _not_reproduced(key, (auc(xb, y_ref, b.seed, gb_p, gb_h, ref_p, ref_h),
+                                auc(xc, y_ref, c.seed, gc_p, gc_h, ref_p, ref_h)), b, c)
     if bad:
         return bad
     if min(len(xb), len(xc), len(ref_units)) < 4:
@@ -781,7 +803,9 @@ def _detector_delta(key: str, b: RunView, c: RunView, xb: np.ndarray, xc: np.nda
             ib, ic = pairing.half(rng)
             rb, _ = ref_pairing.half(rng)
             fold_seed = int(rng.integers(0, 2**31 - 1))
-            boot_b[i], boot_c[i] = auc(xb[ib], y_ref[rb], fold_seed), auc(xc[ic], y_ref[rb], fold_seed)
+            rp, rh = pick(ref_p, rb), pick(ref_h, rb)
+            boot_b[i] = auc(xb[ib], y_ref[rb], fold_seed, pick(gb_p, ib), pick(gb_h, ib), rp, rh)
+            boot_c[i] = auc(xc[ic], y_ref[rb], fold_seed, pick(gc_p, ic), pick(gc_h, ic), rp, rh)
     return DeltaEstimate(boot_b, boot_c, pairing.kind.replace("bootstrap", "half-sampling") + " (detector refitted)",
                          f"{pairing.kind.replace('bootstrap', 'delete-half jackknife')} of the detector AUC, the "
                          f"cross-validated detector refitted on each half-sample of generated and reference clips "

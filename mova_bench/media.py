@@ -237,8 +237,11 @@ def decode(
     v_dur = times_arr[-1] - times_arr[0] + (1.0 / fps if fps else 0.0)
     a_dur = audio.size / sr if sr else 0.0
     duration = max(v_dur, a_dur)
-    if declared and decode_error is not None:
-        raise MediaError("truncated", f"decoding stopped at {duration:.2f}s of {declared:.2f}s ({decode_error})", str(p))
+    if decode_error is not None:
+        # a decode error mid-stream is truncation whether or not the container declares a duration
+        # (a streamed or fragmented file may declare none): never score the part before it silently
+        of = f"of {declared:.2f}s" if declared else "(the container declares no duration)"
+        raise MediaError("truncated", f"decoding stopped at {duration:.2f}s {of} ({decode_error})", str(p))
     if declared and duration < 0.8 * declared - 0.25:
         raise MediaError("truncated", f"only {duration:.2f}s of the declared {declared:.2f}s could be decoded", str(p))
     if duration < min_duration_s or n < 2:

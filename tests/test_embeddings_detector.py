@@ -164,14 +164,17 @@ def test_forensic_dimensions_react_to_their_defect():
 DIMS = {"forensic": 11, "vstats": 82, "melstats": 154}
 
 
-def _random_set(n: int, prefix: str, rng: np.random.Generator, shift: float = 0.0) -> FeatureSet:
+def _random_set(n: int, prefix: str, rng: np.random.Generator, shift: float = 0.0, prompts: int | None = None) -> FeatureSet:
+    """Random features; with ``prompts``, clip i belongs to prompt ``p{i % prompts}`` (as in a suite,
+    where generated and reference clips share prompt ids) and gets a content hash of its own."""
     ids = [f"{prefix}{i}" for i in range(n)]
     feats = {}
     for name, d in DIMS.items():
         x = rng.standard_normal((n, d))
         x[:, :3] += shift
         feats[name] = {c: {"embedding": row} for c, row in zip(ids, x)}
-    return FeatureSet(clip_ids=ids, features=feats)
+    meta = {c: {"clip_id": c, "prompt_id": f"p{i % prompts}", "content_hash": f"h-{c}"} for i, c in enumerate(ids)} if prompts else {}
+    return FeatureSet(clip_ids=ids, features=feats, meta=meta)
 
 
 def test_detector_key_and_required_extractors():
@@ -184,22 +187,32 @@ def test_detector_key_and_required_extractors():
 
 def test_detector_auc_near_half_for_one_distribution():
     rng = np.random.default_rng(0)
-    gen, ref = _random_set(60, "g", rng), _random_set(60, "r", rng)
+    gen, ref = _random_set(60, "g", rng, prompts=12), _random_set(60, "r", rng, prompts=12)
     res = DetectorAUC().compute(gen, ref, seed=0)
     assert res.status == "ok" and res.value < 0.7 and res.ci_low <= res.value <= res.ci_high
+    assert res.ci_low <= 0.5 <= res.ci_high  # chance reads as chance
+    assert res.extra["p_value"] >= 0.05 and res.extra["verdict"].startswith("indistinguishable from the reference (p = ")
+    lo, hi = res.extra["null_band"]
+    assert lo < 0.5 < hi and res.extra["n_permutations"] == 200 and res.extra["rank_value"] == max(res.value, 0.5)
     assert set(res.per_clip) == set(gen.clip_ids)
     assert all(0.0 <= p <= 1.0 for p in res.per_clip.values())
     assert res.extra["n_ref"] == 60 and res.extra["folds"] == 5 and res.extra["dim"] == sum(DIMS.values())
-    assert DetectorAUC().compute(gen, ref, seed=0).per_clip == res.per_clip  # seeded
+    assert res.extra["n_groups"] == 12  # one group per prompt, generated and reference clips together
+    again = DetectorAUC().compute(gen, ref, seed=0)  # seeded, p-value included
+    assert again.per_clip == res.per_clip and again.extra["p_value"] == res.extra["p_value"]
+    assert (again.ci_low, again.ci_high) == (res.ci_low, res.ci_high)
 
 
 def test_detector_auc_high_when_shifted():
     rng = np.random.default_rng(1)
-    gen, ref = _random_set(50, "g", rng, shift=1.5), _random_set(70, "r", rng)
+    gen, ref = _random_set(50, "g", rng, shift=1.5, prompts=10), _random_set(70, "r", rng, prompts=10)
     res = DetectorAUC().compute(gen, ref, seed=0)
     assert res.status == "ok" and res.value > 0.95 and res.ci_high <= 1.0
+    assert res.extra["p_value"] < 0.01 and res.extra["verdict"].startswith("distinguishable")
+    assert res.ci_low > 0.5  # the CI that inverts the permutation test excludes chance
     assert len(res.per_clip) == 50 and np.mean(list(res.per_clip.values())) > 0.7
     assert "out-of-fold" in res.convention and "forensic (11-d)" in res.convention
+    assert "permutation" in res.convention and "max(AUC, 0.5)" in res.convention
 
 
 def test_detector_on_real_features_separates_noisy_clips():
@@ -218,6 +231,7 @@ def test_detector_on_real_features_separates_noisy_clips():
     ref = fs(range(200, 212), "r")
     res = DetectorAUC().compute(fs(rng_ids, "g", noise=0.08, lowpass_hz=6000), ref, seed=0)
     assert res.status == "ok" and res.value > 0.95
+    assert res.extra["p_value"] < 0.01  # degraded: AUC ≈ 1 and the permutation test agrees
 
 
 def test_detector_skips():
@@ -238,8 +252,11 @@ def test_logistic_detector_is_out_of_fold_and_auc_helpers():
     y = np.array([1] * 10 + [0] * 20)
     det = LogisticDetector()
     assert det.n_folds(y) == 5 and det.n_folds(np.array([1, 1, 0, 0, 0])) == 2
+    assert det.n_folds(y, groups=np.arange(30) % 3) == 3  # never more folds than groups
     p = det.fit_predict_oof(x, y, seed=0)
     assert p.shape == (30,) and np.isfinite(p).all()
+    for train, test in det.folds(y, None, 0):
+        assert not set(train) & set(test)
     assert roc_auc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 1, 0, 0])) == 1.0
     assert roc_auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
     boots = stratified_bootstrap_auc(np.array([0.9, 0.8, 0.3, 0.1, 0.2]), np.array([1, 1, 1, 0, 0]), n_boot=200)
@@ -258,5 +275,6 @@ def test_pluggable_detector():
 
     rng = np.random.default_rng(4)
     gen, ref = _random_set(20, "g", rng, shift=1.5), _random_set(20, "r", rng)
-    res = DetectorAUC(detector=Oracle()).compute(gen, ref)
+    res = DetectorAUC(detector=Oracle(), n_permutations=50).compute(gen, ref)
     assert res.status == "ok" and res.extra["detector"] == "oracle" and "threshold" in res.convention
+    assert res.extra["n_permutations"] == 50 and 0 < res.extra["p_value"] <= 1  # a label-free detector: Mann–Whitney test

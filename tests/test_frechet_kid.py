@@ -450,3 +450,81 @@ def test_fd_metric_reports_fd_infinity_only_when_n_allows_it():
     assert ok["value"] is not None and ok["sizes"][-1] == 60 and "1/n" in ok["method"]
     few = FrechetVideo().compute(fs(8, 0.5), fs(300, 0.0)).extra["fd_infinity"]
     assert few["value"] is None and "2·dim = 12" in few["reason"]
+
+
+# --------------------------------------------------------------------------- FD∞ both sides, the bootstrap's interval
+
+
+def _gauss_sets(seed: int, dim: int, n_gen: int, n_ref: int) -> tuple[np.ndarray, np.ndarray]:
+    """N(shift, I) vs N(0, I) with |shift|² = 1: the true Fréchet distance is 1."""
+    rng = np.random.default_rng(seed)
+    shift = np.zeros(dim)
+    shift[0] = 1.0
+    return rng.standard_normal((n_gen, dim)) + shift, rng.standard_normal((n_ref, dim))
+
+
+def test_fd_infinity_subsamples_both_sides_and_removes_the_reference_bias():
+    """The issue's case: a 200-clip reference, true FD 1.0. FD ≈ 1.9; FD∞ over generated subsets
+    only ≈ 1.5 (the reference's bias stays); FD∞ over both sides jointly ≈ 1.0."""
+    from mova_bench.metrics.frechet import frechet_infinity
+
+    fd, gen_only, joint = [], [], []
+    for seed in range(8):
+        x, y = _gauss_sets(seed, 16, 200, 200)
+        mu_r, cov_r = mean_cov(y)
+        fd.append(frechet_distance(*mean_cov(x), mu_r, cov_r))
+        g = frechet_infinity(x, mu_r, cov_r, seed=seed)
+        j = frechet_infinity(x, y=y, seed=seed)
+        assert g["sides"] == "generated" and j["sides"] == "joint" and j["ref_sizes"][-1] == 200 and j["ref_sizes"][0] == 100
+        gen_only.append(g["value"])
+        joint.append(j["value"])
+    assert np.mean(fd) > 1.6 and np.mean(gen_only) > 1.3  # both biased upward
+    assert abs(np.mean(joint) - 1.0) < 0.2 and abs(np.mean(joint) - 1.0) < abs(np.mean(gen_only) - 1.0) / 2
+    x, y = _gauss_sets(0, 16, 200, 200)
+    assert frechet_infinity(x, y=y, seed=3) == frechet_infinity(x, y=y, seed=3)  # seeded
+
+
+def test_fd_metric_fd_infinity_at_the_suites_sizes():
+    """impacts_set: 22 generated vs 33 reference clips of 82-d vstats: no FD∞, and why; more samples per
+    prompt against the same small reference: generated side only, labelled and warned; a reference
+    large enough on both sides: joint."""
+    def fs(x, prefix):
+        ids = [f"{prefix}{i}" for i in range(len(x))]
+        return FeatureSet(ids, {"vstats": {c: {"embedding": r} for c, r in zip(ids, x)}})
+
+    x, y = _gauss_sets(1, 82, 22, 33)
+    res = FrechetVideo(n_boot=20).compute(fs(x, "g"), fs(y, "r"))
+    assert res.extra["fd_infinity"]["value"] is None and "2·dim = 164" in res.extra["fd_infinity"]["reason"]
+    x, y = _gauss_sets(2, 82, 220, 33)  # e.g. 11 prompts × 20 samples, reference still 11 × 3
+    res = FrechetVideo(n_boot=20).compute(fs(x, "g"), fs(y, "r"))
+    fdi = res.extra["fd_infinity"]
+    assert fdi["sides"] == "generated" and fdi["value"] is not None and "n_ref = 33 < 10·n_gen = 2200" in fdi["warning"]
+    assert any("FD∞ extrapolates the generated side only" in w for w in res.warnings)
+    x, y = _gauss_sets(3, 8, 60, 300)
+    res = FrechetVideo(n_boot=20).compute(fs(x, "g"), fs(y, "r"))
+    assert res.extra["fd_infinity"]["sides"] == "joint" and not any("FD∞" in w for w in res.warnings)
+    stats_ref = FeatureSet(clip_ids=[], stats={"vstats": RunningStats.from_features(y)})
+    fdi = FrechetVideo(n_boot=20).compute(fs(x, "g"), stats_ref).extra["fd_infinity"]
+    assert fdi["sides"] == "generated" and "statistics file" in fdi["why_generated_only"]
+    assert "n_ref = 300 < 10·n_gen = 600" in fdi["warning"]
+
+
+def test_fd_bootstrap_below_200_resamples_gives_a_normal_interval_and_says_so():
+    from mova_bench.metrics.distribution import _fd_bootstrap, default_fd_boot
+    from mova_bench.stats import bootstrap_interval
+
+    assert default_fd_boot(2048, 2048) == 20  # 2048-d: the budget allows 20 resamples
+    rng = np.random.default_rng(21)
+    xg, xr = rng.standard_normal((40, 5)) + 0.3, rng.standard_normal((50, 5))
+    gen, ref = _featureset(xg, "vstats", "g"), _featureset(xr, "vstats", "r")
+    few = FrechetVideo(n_boot=20).compute(gen, ref, seed=0)
+    boots = _fd_bootstrap(xg, *mean_cov(xr), 20, 0)
+    half = 1.959964 * np.std(boots, ddof=1)
+    assert few.ci_high == pytest.approx(few.value + half, rel=1e-5)
+    assert few.ci_low == pytest.approx(max(0.0, few.value - half), rel=1e-5, abs=1e-12)
+    assert "normal interval" in few.extra["ci_method"] and "20 bootstrap resamples" in few.extra["ci_method"]
+    assert "normal interval" in few.convention
+    many = FrechetVideo(n_boot=200).compute(gen, ref, seed=0)
+    assert "percentile bootstrap (200 resamples), re-centred" in many.extra["ci_method"]
+    lo, hi, how = bootstrap_interval(np.array([1.0]), estimate=1.0)
+    assert lo is None and hi is None and "1 finite" in how

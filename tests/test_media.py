@@ -77,3 +77,55 @@ def test_content_hash_changes_with_bytes(tmp_path):
     b = make_av(tmp_path / "b.mp4", seconds=1.0, events=(0.25,))
     assert file_sha256(a) != file_sha256(b)
     assert file_sha256(a) == file_sha256(a)
+
+
+def test_truncated_clip_without_a_declared_duration_is_truncated(tmp_path, monkeypatch):
+    """A decode error is truncation even when the container declares no duration (streamed and
+    fragmented files may declare none): it used to be discarded and the first part scored."""
+    import av
+
+    good = make_av(tmp_path / "good.mp4", seconds=3.0)
+    ts = tmp_path / "stream.ts"
+    with av.open(str(good)) as src, av.open(str(ts), "w", format="mpegts") as dst:
+        out = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for pkt in src.demux():
+            if pkt.dts is not None:
+                pkt.stream = out[pkt.stream.index]
+                dst.mux(pkt)
+    data = ts.read_bytes()
+    cut = tmp_path / "cut.ts"
+    for frac in (0.63, 0.9, 0.3, 0.5, 0.77, 0.4):  # a cut inside a video packet: the decoder errors
+        cut.write_bytes(data[: int(len(data) * frac)])
+        try:
+            decode(cut)
+        except MediaError as e:
+            if "decoding stopped" in str(e):
+                break
+    else:  # pragma: no cover - depends on the FFmpeg build's packetisation
+        pytest.skip("no cut point made this FFmpeg's decoder fail")
+
+    real_open = av.open
+
+    class NoDuration:
+        """The container as a muxer that writes no duration presents it."""
+
+        def __init__(self, c):
+            self._c = c
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        duration = None
+
+        def __enter__(self):
+            self._c.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self._c.__exit__(*exc)
+
+    monkeypatch.setattr(av, "open", lambda *a, **k: NoDuration(real_open(*a, **k)))
+    with pytest.raises(MediaError) as exc:
+        decode(cut)
+    assert exc.value.reason == "truncated" and "declares no duration" in str(exc.value)
+    assert decode(good).n_frames == 72  # an intact file still decodes through the same path

@@ -173,3 +173,26 @@ def test_exclusive_folder_cleans_leftovers_and_refuses_a_second_holder(tmp_path)
         holder.wait()
     with exclusive_folder(tmp_path):  # free again once the holder is gone
         pass
+
+
+@pytest.mark.parametrize("lib", ["librosa", "soxr", "opencv", "av", "ffmpeg", "numpy", "scipy"])
+def test_extractor_identity_covers_the_numeric_libraries(monkeypatch, lib):
+    """Sync, mel and flow features depend on librosa, soxr and OpenCV (and the decoder on FFmpeg):
+    an upgrade of any of them must not return features computed by the old one."""
+    from mova_bench.features import base
+    from mova_bench.features.sync import SyncAnalyzer
+
+    a = SyncAnalyzer().cache_identity()
+    assert a["libraries"][lib], a["libraries"]  # installed, and its version recorded
+    real = base.library_versions
+    monkeypatch.setattr(base, "library_versions", lambda names: {**real(names), lib: "0.0-other"})
+    b = SyncAnalyzer().cache_identity()
+    assert cache_key(a, "h") != cache_key(b, "h")
+
+
+def test_library_versions_read_metadata_without_importing():
+    from mova_bench.features.base import NUMERIC_LIBRARIES, library_version, library_versions
+
+    got = library_versions(NUMERIC_LIBRARIES)
+    assert set(got) == set(NUMERIC_LIBRARIES) | {"ffmpeg"} and "libavcodec=" in got["ffmpeg"]
+    assert library_version("no-such-distribution-here") is None

@@ -49,6 +49,30 @@ class FeatureSet:
         return ids, np.stack([np.asarray(per[c][key], dtype=np.float64).ravel() for c in ids])
 
 
+def same_files_warning(gen: FeatureSet, ref: FeatureSet | None, gen_ids: list[str] | None = None,
+                       ref_ids: list[str] | None = None) -> str | None:
+    """The warning for generated clips that are byte-identical (same ``content_hash`` in ``meta``) to
+    reference clips, or None. Every distance between a set and itself is 0 (up to the estimator's
+    small-n bias) and a detector cannot tell a file from itself: such numbers say nothing about the model."""
+    if ref is None:
+        return None
+    gen_ids = gen.clip_ids if gen_ids is None else gen_ids
+    ref_ids = ref.clip_ids if ref_ids is None else ref_ids
+    ref_hashes = {h for h in ((ref.meta.get(c) or {}).get("content_hash") for c in ref_ids) if h}
+    if not ref_hashes:
+        return None
+    gen_hashes = [(gen.meta.get(c) or {}).get("content_hash") for c in gen_ids]
+    shared = sum(1 for h in gen_hashes if h and h in ref_hashes)
+    if not shared:
+        return None
+    if shared == len(gen_ids):
+        return (f"the generated and reference clips are the same files (all {shared} generated clips are byte-identical to "
+                "reference clips, by content hash): every distance is then ~0 and the detector meaningless; "
+                "pass a reference of other clips (--reference)")
+    return (f"{shared} of {len(gen_ids)} generated clips are byte-identical to reference clips (content hash): they pull "
+            "distances towards 0 and the detector towards chance; pass a reference of other clips (--reference)")
+
+
 @dataclass
 class MetricResult:
     key: str
@@ -118,6 +142,15 @@ class Metric:
             per_clip_column=self.per_clip_column or self.key,
             **kw,
         )
+
+    @classmethod
+    def ranking_value(cls, value: float | None, extra: dict[str, Any] | None = None) -> float | None:
+        """The quantity a leaderboard ranks by, in the metric's direction: ``extra["rank_value"]``
+        when the result recorded one, else the value. A metric whose value can read better than
+        its best meaningful level (a detector AUC below chance) overrides this."""
+        if extra and extra.get("rank_value") is not None:
+            return float(extra["rank_value"])
+        return value
 
     def skipped(self, reason: str, fix: str | None = None, **kw: Any) -> MetricResult:
         return self.result(None, status="skipped", reason=reason, fix=fix, **kw)

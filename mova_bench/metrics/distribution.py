@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mova_bench.metrics.base import FEW_CLIPS_FIX, STATS_REF_FIX, FeatureSet, Metric, MetricResult
+from mova_bench.metrics.base import FEW_CLIPS_FIX, STATS_REF_FIX, FeatureSet, Metric, MetricResult, same_files_warning
 from mova_bench.metrics.frechet import (
     RunningStats,
     frechet_distance,
@@ -31,13 +31,15 @@ from mova_bench.metrics.frechet import (
     sqrt_factor,
 )
 from mova_bench.metrics.kid import MAX_GEN_KERNEL, N_SUBSETS, SUBSET_SIZE, kid_values, kid_values_and_bootstrap
-from mova_bench.stats import CI_LEVEL, percentile_interval
+from mova_bench.stats import CI_LEVEL, MIN_PERCENTILE_RESAMPLES, bootstrap_interval, percentile_interval
 
 #: display names that are earned only by the standard backbone of the literature
 STANDARD_DISPLAY = {("fd_video", "i3d"): "FVD", ("fd_audio", "vggish"): "FAD"}
 
 FD_BOOT = 200  # bootstrap resamples for the FD CI
 FD_BOOT_MIN = 20
+#: FD∞ from generated-side subsets only leaves the reference's bias in: warn below this n_ref/n_gen
+FD_INF_REF_RATIO = 10
 FD_BOOT_FLOPS = 4e11  # budget for the FD bootstrap (a few seconds on a laptop core pair)
 KID_BOOT = 200
 
@@ -46,7 +48,8 @@ def default_fd_boot(n: int, dim: int) -> int:
     """Resamples for the FD CI: 200, fewer when one resample (covariance + eigvalsh) is expensive.
 
     A resample costs ≈ 2·n·dim² (weighted product) + 4·dim³ (eigvalsh) flops; the count is cut to
-    fit :data:`FD_BOOT_FLOPS`, never below 20 (e.g. 2048-d, n = 2048: 20 resamples).
+    fit :data:`FD_BOOT_FLOPS`, never below 20 (e.g. 2048-d, n = 2048: 20 resamples). Below 200
+    resamples the CI is the normal interval from the bootstrap SE (:func:`~mova_bench.stats.bootstrap_interval`).
     """
     per = 2.0 * n * dim * dim + 4.0 * float(dim) ** 3
     return int(max(FD_BOOT_MIN, min(FD_BOOT, FD_BOOT_FLOPS // per)))
@@ -123,6 +126,9 @@ class _EmbeddingDistance(Metric):
         rids, y, bad_r = _finite_rows(rids, y)
         warnings += _dropped_warning("reference", bad_r)
         stats = ref.stats.get(bb) if not rids else None
+        same = same_files_warning(gen, ref, gids, rids) if rids else None
+        if same:
+            warnings.append(same)
         if len(gids) < 2:
             return self.skipped(
                 f"{len(gids)} generated clip(s) with {bb!r} features; a distribution distance needs at least 2",
@@ -159,9 +165,13 @@ class _Frechet(_EmbeddingDistance):
             "(one vector per clip, no frame pooling beyond the backbone's own); mean and unbiased (n−1) "
             "covariance in float64 (running sums for a statistics reference); "
             "tr√(Σ_ref Σ_gen) = Σ√λ of eig(Bᵀ Σ_gen B), B Bᵀ = Σ_ref (Cholesky, or V√Λ from eigh when singular), eigenvalues clipped at 0 "
-            f"(no scipy sqrtm). 95% CI: percentile bootstrap over generated clips ({boot} resamples, seeded), "
-            "re-centred on the estimate because resampling with replacement biases FD upward. "
-            "extra.fd_infinity: FD∞, the intercept of mean subset FD fitted against 1/n (seeded subsets from n/2 to n), with R²."
+            f"(no scipy sqrtm). 95% CI: bootstrap over generated clips ({boot} resamples, seeded): percentile interval "
+            "re-centred on the estimate (resampling with replacement biases FD upward), or, below "
+            f"{MIN_PERCENTILE_RESAMPLES} resamples, the normal interval estimate ± 1.96·SE from the bootstrap SE (extra.ci_method says which). "
+            "extra.fd_infinity: FD∞, the intercept of mean subset FD fitted against 1/n (seeded subsets from n/2 to n), with R²; "
+            "generated and reference clips subsampled jointly when both have per-clip features and n ≥ 2·dim "
+            f"(sides = joint), else the generated side only (sides = generated; warned when n_ref < {FD_INF_REF_RATIO}·n_gen: "
+            "the reference's own bias stays in)."
         )
 
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
@@ -184,24 +194,49 @@ class _Frechet(_EmbeddingDistance):
 
         n_boot = int(self.options.get("n_boot", default_fd_boot(len(x), dim)))
         boots = _fd_bootstrap(x, mu_r, cov_r, n_boot, seed)
-        lo, hi = percentile_interval(boots, level=CI_LEVEL, centre=value)
+        lo, hi, ci_method = bootstrap_interval(boots, estimate=value, level=CI_LEVEL, recentre=True)
         lo = None if lo is None else max(0.0, lo)  # FD ≥ 0
+        fd_inf = self._fd_infinity(x, y, mu_r, cov_r, n_ref, dim, seed)
+        if fd_inf.get("warning"):
+            warnings.append(fd_inf["warning"])
         res = self.result(
             value, n=len(gids), ci_low=lo, ci_high=hi, warnings=warnings,
             extra={
                 "n_ref": n_ref, "dim": dim, "backbone": self.backbone,
                 "reference": "stats" if stats is not None else "clips",
                 "mean_term": mean_term, "covariance_term": value - mean_term,
-                "n_boot": n_boot, "ci_method": "percentile bootstrap over generated clips, re-centred on the estimate",
+                "n_boot": n_boot, "ci_method": f"bootstrap over generated clips: {ci_method}",
                 "bootstrap_median": float(np.median(boots)),
-                # the 1/n fit only holds once every subset has full-rank covariance (n/2 ≥ dim)
-                "fd_infinity": (frechet_infinity(x, mu_r, cov_r, seed=seed, n_reps=3 if dim <= 512 else 1)
-                                if len(x) >= 2 * dim else
-                                {"value": None, "reason": f"needs n ≥ 2·dim = {2 * dim} generated clips (n = {len(x)})"}),
+                "fd_infinity": fd_inf,
             },
         )
         res.convention = self.describe_convention(self.backbone, dim, n_boot)
         return res
+
+    @staticmethod
+    def _fd_infinity(x: np.ndarray, y: np.ndarray | None, mu_r: np.ndarray, cov_r: np.ndarray, n_ref: int, dim: int,
+                     seed: int) -> dict[str, Any]:
+        """FD∞ of both sides jointly when the reference has per-clip features and enough clips, else of
+        the generated side only, labelled, with a warning when the reference is not ≫ the generated set."""
+        n = len(x)
+        # the 1/n fit only holds once every subset has full-rank covariance (n/2 ≥ dim)
+        if n < 2 * dim:
+            return {"value": None, "reason": f"needs n ≥ 2·dim = {2 * dim} generated clips (n = {n})"}
+        reps = 3 if dim <= 512 else 1
+        if y is not None and len(y) >= 2 * dim:
+            out = frechet_infinity(x, y=y, seed=seed, n_reps=reps)
+            return out if out is not None else {"value": None, "reason": "fewer than 3 distinct subset sizes"}
+        out = frechet_infinity(x, mu_r, cov_r, seed=seed, n_reps=reps)
+        if out is None:
+            return {"value": None, "reason": "fewer than 3 distinct subset sizes"}
+        why = ("the reference is a statistics file (no per-clip features to subsample)" if y is None else
+               f"the reference has n_ref = {n_ref} < 2·dim = {2 * dim} clips, too few to subsample")
+        out["why_generated_only"] = why
+        if n_ref < FD_INF_REF_RATIO * n:
+            out["warning"] = (f"FD∞ extrapolates the generated side only ({why}): the reference's own small-sample bias "
+                              f"stays in it, and with n_ref = {n_ref} < {FD_INF_REF_RATIO}·n_gen = {FD_INF_REF_RATIO * n} "
+                              "that is a large part of the bias; FD∞ is an upper estimate")
+        return out
 
 
 class _KID(_EmbeddingDistance):

@@ -357,39 +357,78 @@ def frechet_from_stats(a: RunningStats, b: RunningStats, *, labels: tuple[str, s
 
 
 def frechet_infinity(
-    x: Any, mu_ref: Any, sigma_ref: Any, *, seed: int = 0, n_points: int = 5, n_reps: int = 3, min_fraction: float = 0.5
+    x: Any, mu_ref: Any = None, sigma_ref: Any = None, *, y: Any = None, seed: int = 0, n_points: int = 5,
+    n_reps: int = 3, min_fraction: float = 0.5,
 ) -> dict[str, Any] | None:
-    """FD∞ (Chong & Forsyth 2020): FD is biased upward by ≈ c/n, so fit ``FD(n) = FD∞ + c/n``.
+    """FD∞ (Chong & Forsyth 2020): FD is biased upward by ≈ a/n_gen + b/n_ref, so fit ``FD = FD∞ + c·t``
+    over subsets and report the intercept.
 
-    Subsets of the generated rows ``x`` (without replacement, seeded) at ``n_points`` sizes from
-    ``min_fraction·n`` to ``n``, ``n_reps`` subsets per size (one at the full size), each against the
-    fixed reference; least squares of the mean FD per size on 1/size. Returns the intercept, slope,
-    R², sizes and mean FDs, or None when fewer than 3 distinct sizes ≥ 2 are possible.
+    Joint (``y``, the reference's per-clip features, given): subsets of *both* sides at the same
+    ``n_points`` fractions f from ``min_fraction`` to 1 (without replacement, seeded, ``n_reps``
+    per fraction, one at f = 1), so the bias of each point is (a/n_gen + b/n_ref)/f and the
+    intercept at t = mean(n_gen/size_gen, n_ref/size_ref) → 0 is the distance of the two
+    populations, both sides' small-sample bias removed.
+
+    Generated side only (``y`` None: a statistics reference, ``mu_ref``/``sigma_ref`` given): the
+    reference stays fixed, so its own bias b/n_ref stays in the intercept; with a reference much
+    smaller than ~10× the generated set FD∞ then removes only part of the bias (``"sides"`` says
+    which was done).
+
+    Returns the intercept, slope, R², the sizes and mean FDs, or None when fewer than 3 distinct
+    sizes ≥ 2 are possible.
     """
     x = _as_float64("x", x, 2)
-    mu_r = _as_float64("mu_ref", mu_ref, 1)
-    s_r = _symmetrised(_as_float64("sigma_ref", sigma_ref, 2))
     n = x.shape[0]
-    sizes = sorted({int(round(v)) for v in np.linspace(max(2, min_fraction * n), n, n_points)})
-    sizes = [s for s in sizes if s >= 2]
-    if len(sizes) < 3:
-        return None
-    factor = sqrt_factor(s_r)
-    tr_r = float(np.trace(s_r))
+    fractions = sorted({float(f) for f in np.linspace(min_fraction, 1.0, n_points)})
     rng = np.random.default_rng([seed, 0xF1])
-    means = []
-    for size in sizes:
-        vals = []
-        for _ in range(1 if size == n else n_reps):
-            sub = x[rng.choice(n, size=size, replace=False)]
-            mu, cov = mean_cov(sub, "generated subset")
-            vals.append(frechet_from_parts(mu - mu_r, float(np.trace(cov)), tr_r, trace_sqrt_product_from_factor(factor, cov)))
-        means.append(float(np.mean(vals)))
-    inv = 1.0 / np.asarray(sizes, dtype=np.float64)
-    y = np.asarray(means)
-    slope, intercept = np.polyfit(inv, y, 1)
-    pred = intercept + slope * inv
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((y - pred) ** 2)) / ss_tot if ss_tot > 0 else 1.0
-    return {"value": float(intercept), "slope": float(slope), "r2": r2, "sizes": sizes, "mean_fd": means,
-            "n_reps": n_reps, "method": "least squares of mean subset FD on 1/n (Chong & Forsyth 2020), seeded"}
+    if y is not None:
+        yr = _as_float64("y", y, 2)
+        if yr.shape[1] != x.shape[1]:
+            raise ValueError(f"x has dim {x.shape[1]} but y has dim {yr.shape[1]}")
+        n_r = yr.shape[0]
+        pairs = sorted({(max(2, int(round(f * n))), max(2, int(round(f * n_r)))) for f in fractions})
+        if len({p[0] for p in pairs}) < 3:
+            return None
+        means = []
+        for size_g, size_r in pairs:
+            vals = []
+            for _ in range(1 if (size_g, size_r) == (n, n_r) else n_reps):
+                mu_g, cov_g = mean_cov(x[rng.choice(n, size=size_g, replace=False)], "generated subset")
+                mu_r, cov_r = mean_cov(yr[rng.choice(n_r, size=size_r, replace=False)], "reference subset")
+                vals.append(frechet_from_parts(mu_g - mu_r, float(np.trace(cov_g)), float(np.trace(cov_r)),
+                                               trace_sqrt_product_from_factor(sqrt_factor(cov_r), cov_g)))
+            means.append(float(np.mean(vals)))
+        t = np.asarray([0.5 * (n / sg + n_r / sr) for sg, sr in pairs])
+        extra = {"sizes": [p[0] for p in pairs], "ref_sizes": [p[1] for p in pairs], "sides": "joint",
+                 "method": ("least squares of mean subset FD on 1/n (Chong & Forsyth 2020; t = mean over both sides of "
+                            "n/size), generated and reference clips subsampled jointly at the same fractions, seeded")}
+    else:
+        if mu_ref is None or sigma_ref is None:
+            raise ValueError("give the reference's per-clip features y, or its mean and covariance")
+        mu_r = _as_float64("mu_ref", mu_ref, 1)
+        s_r = _symmetrised(_as_float64("sigma_ref", sigma_ref, 2))
+        sizes = sorted({max(2, int(round(f * n))) for f in fractions})
+        if len(sizes) < 3:
+            return None
+        factor = sqrt_factor(s_r)
+        tr_r = float(np.trace(s_r))
+        means = []
+        for size in sizes:
+            vals = []
+            for _ in range(1 if size == n else n_reps):
+                sub = x[rng.choice(n, size=size, replace=False)]
+                mu, cov = mean_cov(sub, "generated subset")
+                vals.append(frechet_from_parts(mu - mu_r, float(np.trace(cov)), tr_r, trace_sqrt_product_from_factor(factor, cov)))
+            means.append(float(np.mean(vals)))
+        t = np.asarray([n / s for s in sizes], dtype=np.float64)
+        extra = {"sizes": sizes, "sides": "generated",
+                 "method": ("least squares of mean subset FD on 1/n (Chong & Forsyth 2020), generated clips subsampled, "
+                            "the reference held fixed (its own small-n bias is not removed), seeded")}
+    yv = np.asarray(means)
+    slope, intercept = np.polyfit(t, yv, 1)
+    pred = intercept + slope * t
+    ss_tot = float(np.sum((yv - yv.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((yv - pred) ** 2)) / ss_tot if ss_tot > 0 else 1.0
+    # slope: FD ≈ FD∞ + slope/size_gen along the fitted line; bias_at_full_n: FD(full sizes) − FD∞ on it
+    return {"value": float(intercept), "slope": float(slope) * n, "bias_at_full_n": float(slope), "r2": r2,
+            "mean_fd": means, "n_reps": n_reps, **extra}

@@ -261,9 +261,12 @@ def test_http_4xx_fails_at_once_without_retrying(api):
 def test_http_job_that_never_finishes_times_out(api):
     api.final_status = "never"
     t0 = time.monotonic()
-    with pytest.raises(GenerationError, match=r"timed out after 0.4 s waiting for job video_1 \(last status 'in_progress'") as exc:
-        http_gen(api, timeout_s=0.4, poll_interval_s=0.05).generate(request())
-    assert exc.value.reason == "timeout" and time.monotonic() - t0 < 3
+    # the per-clip deadline can fall between polls or inside one (a loaded machine): both are timeouts
+    with pytest.raises(GenerationError, match=r"timed out after 1(\.0)? s") as exc:
+        http_gen(api, timeout_s=1.0, poll_interval_s=0.05).generate(request())
+    assert exc.value.reason == "timeout" and time.monotonic() - t0 < 8
+    if "waiting for job" in str(exc.value):
+        assert "last status 'in_progress'" in str(exc.value)
 
 
 def test_http_failed_job_and_malformed_json_are_clip_failures(api):

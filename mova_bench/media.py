@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,35 @@ class DecodedClip:
         return self._resampled["grey"]
 
 
+def add_h264_stream(container: Any, shape: tuple[int, ...], fps: float, *, crf: int, **options: str) -> Any:
+    """An H.264 (yuv420p) stream for frames of ``shape`` (T, H, W, 3); odd sizes become even."""
+    _, h, w, _ = shape
+    rate = fps_fraction(float(fps))
+    vs = container.add_stream("libx264", rate=rate)
+    vs.width, vs.height, vs.pix_fmt = w + (w % 2), h + (h % 2), "yuv420p"
+    vs.time_base = 1 / rate
+    vs.options = {"crf": str(crf), "preset": "veryfast", **options}
+    return vs
+
+
+def encode_frames(container: Any, vs: Any, video: np.ndarray) -> None:
+    """Encode every frame of ``video`` into ``vs`` (frame k at pts k; edge-padded to the stream's
+    size) and flush the encoder."""
+    import av
+
+    h, w = video.shape[1:3]
+    for i in range(video.shape[0]):
+        frame = video[i]
+        if (vs.height, vs.width) != (h, w):
+            frame = np.pad(frame, ((0, vs.height - h), (0, vs.width - w), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf.pts = i
+        for packet in vs.encode(vf):
+            container.mux(packet)
+    for packet in vs.encode():
+        container.mux(packet)
+
+
 def write_mp4(
     path: str | os.PathLike,
     video: np.ndarray,
@@ -114,29 +144,14 @@ def write_mp4(
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = audio[:, None]
-    t, h, w, _ = video.shape
-    ph, pw = h + (h % 2), w + (w % 2)
-    rate = fps_fraction(fps)
     n_ch = audio.shape[1]
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
-        vs = container.add_stream("libx264", rate=rate)
-        vs.width, vs.height, vs.pix_fmt = pw, ph, "yuv420p"
-        vs.time_base = 1 / rate
-        vs.options = {"crf": str(crf), "preset": "veryfast", "tune": "zerolatency"}
+        vs = add_h264_stream(container, video.shape, fps, crf=crf, tune="zerolatency")
         as_ = container.add_stream("aac", rate=int(sample_rate))
         as_.layout = "mono" if n_ch == 1 else "stereo"
         as_.bit_rate = audio_bitrate
         as_.time_base = Fraction(1, int(sample_rate))
-        for i in range(t):
-            frame = video[i]
-            if (ph, pw) != (h, w):
-                frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            vf.pts = i
-            for packet in vs.encode(vf):
-                container.mux(packet)
-        for packet in vs.encode():
-            container.mux(packet)
+        encode_frames(container, vs, video)
         chunk = 1024
         clipped = np.clip(audio, -1.0, 1.0)
         for start in range(0, clipped.shape[0], chunk):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -110,27 +109,11 @@ def write_video_only(path: str | os.PathLike, video: np.ndarray, fps: float, *, 
     """H.264 (yuv420p) MP4 without audio; odd sizes padded to even, frame k at k/fps."""
     import av
 
-    from mova_bench.media import fps_fraction
+    from mova_bench.media import add_h264_stream, encode_frames
 
     video = np.asarray(video)
-    t, h, w, _ = video.shape
-    ph, pw = h + (h % 2), w + (w % 2)
-    rate: Fraction = fps_fraction(float(fps))
     with av.open(str(path), mode="w", format="mp4") as container:
-        vs = container.add_stream("libx264", rate=rate)
-        vs.width, vs.height, vs.pix_fmt = pw, ph, "yuv420p"
-        vs.time_base = 1 / rate
-        vs.options = {"crf": str(crf), "preset": "veryfast"}
-        for i in range(t):
-            frame = video[i]
-            if (ph, pw) != (h, w):
-                frame = np.pad(frame, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            vf.pts = i
-            for packet in vs.encode(vf):
-                container.mux(packet)
-        for packet in vs.encode():
-            container.mux(packet)
+        encode_frames(container, add_h264_stream(container, video.shape, fps, crf=crf), video)
 
 
 __all__ = ["FileClip", "read_clip", "write_video_only"]

@@ -23,6 +23,7 @@ DATA_FILES = {
     "mova_bench.data.prompts": ["*.yaml", "**/*.png", "**/*.jpg", "**/*.jpeg", "**/*.webp"],
     "mova_bench.data.models": ["*.yaml"],
     "mova_bench.report.templates": ["*.j2", "*.css", "*.js"],
+    "mova_bench.generators.tiny": ["checkpoints/*.safetensors"],
 }
 
 setup(

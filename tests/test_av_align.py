@@ -194,14 +194,18 @@ def test_av_align_metric():
                     features={"av_align": {"a": _f(1.0), "b": _f(0.5), "c": _f(0.0), "d": _f(None, "no_events")}})
     r = AVAlign().compute(fs, None, seed=0)
     assert r.status == "ok" and r.key == "av_align" and r.higher_is_better is True
-    assert r.value == pytest.approx(0.5) and r.n == 3
-    assert r.extra == {"n_excluded": 1, "excluded_reasons": {"no_events": 1}, "n_total": 4}
-    assert r.ci_low <= r.value <= r.ci_high and set(r.per_clip) == {"a", "b", "c"}
+    # a clip without events scores 0 and stays in the mean (as MOVA's implementation)
+    assert r.value == pytest.approx((1.0 + 0.5 + 0.0 + 0.0) / 4) and r.n == 4
+    assert r.extra == {"n_no_events": 1, "no_events_reasons": {"no_events": 1}, "n_total": 4}
+    assert r.ci_low <= r.value <= r.ci_high and r.per_clip == {"a": 1.0, "b": 0.5, "c": 0.0, "d": 0.0}
     assert "one-to-one" in r.convention.lower() or "One-to-one" in r.convention
+    assert "scoring 0 and staying in the mean" in r.convention
 
     none = FeatureSet(clip_ids=["d"], features={"av_align": {"d": _f(None, "no_events")}})
     r = AVAlign().compute(none, None)
-    assert r.status == "skipped" and r.value is None and "no_events: 1" in r.reason
+    assert r.status == "ok" and r.value == 0.0 and r.n == 1 and r.extra["n_no_events"] == 1
+    r = AVAlign().compute(FeatureSet(clip_ids=["d"], features={}), None)
+    assert r.status == "skipped" and r.value is None and "nothing was analysed" in r.reason
 
 
 def test_registry_names():

@@ -13,7 +13,14 @@ from mova_bench.errors import ConfigError
 from mova_bench.features.sync import STATUSES, SyncAnalyzer, audio_onset_envelope, parabolic_peak
 from mova_bench.media import DecodedClip, decode, fps_fraction, write_mp4
 from mova_bench.metrics.base import FeatureSet
-from mova_bench.metrics.sync import InSyncRate, SyncOffset, SyncOffsetAbs, scored_offset
+from mova_bench.metrics.sync import (
+    InSyncRate,
+    InSyncRateSynchronizable,
+    SynchronizableRate,
+    SyncOffset,
+    SyncOffsetAbs,
+    scored_offset,
+)
 
 FPS_GRID = (16, 24, 25, 29.97, 30)
 SR_GRID = (16000, 44100, 48000)
@@ -387,6 +394,8 @@ def test_registry_names():
     assert registry.metrics.get("sync_offset_ms") is SyncOffset
     assert registry.metrics.get("sync_offset_abs_ms") is SyncOffsetAbs
     assert registry.metrics.get("in_sync_rate") is InSyncRate
+    assert registry.metrics.get("in_sync_rate_synchronizable") is InSyncRateSynchronizable
+    assert registry.metrics.get("synchronizable_rate") is SynchronizableRate
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -453,10 +462,24 @@ def test_metrics_aggregate_and_exclusions():
     r = SyncOffsetAbs().compute(fs, None, seed=0)
     assert r.value == pytest.approx(np.mean(np.abs(vals))) and r.higher_is_better is False and r.n == 5
 
+    # the headline rate counts every analysed clip: the 3 not synchronizable ones are not in sync
     r = InSyncRate().compute(fs, None, seed=0)
-    assert r.value == pytest.approx(3 / 5)  # a, c, d in; b (-50) and e (+200) out
-    assert r.higher_is_better is True and "BT.1359" in r.convention
-    assert r.per_clip == {"a": 1.0, "b": 0.0, "c": 1.0, "d": 1.0, "e": 0.0}
+    assert r.value == pytest.approx(3 / 8) and r.n == 8  # a, c, d in; b (-50), e (+200), f, g, h out
+    assert r.higher_is_better is True and "BT.1359" in r.convention and "not synchronizable" in r.convention
+    assert r.per_clip == {"a": 1.0, "b": 0.0, "c": 1.0, "d": 1.0, "e": 0.0, "f": 0.0, "g": 0.0, "h": 0.0}
+    assert r.per_clip_column == "in_sync" and r.ci_low <= r.value <= r.ci_high
+    assert r.extra["n_synchronizable"] == 5 and r.extra["n_counted_as_0_not_synchronizable"] == 3
+    assert "n_not_synchronizable" not in r.extra  # the report must not call them "not averaged"
+
+    r = InSyncRateSynchronizable().compute(fs, None, seed=0)
+    assert r.value == pytest.approx(3 / 5) and r.n == 5  # the former conditional rate
+    assert r.higher_is_better is True and r.per_clip == {} and "synchronizable_rate" in r.convention
+
+    r = SynchronizableRate().compute(fs, None, seed=0)
+    assert r.value == pytest.approx(5 / 8) and r.n == 8 and r.higher_is_better is True and r.unit == "fraction"
+    assert r.per_clip == {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 1.0, "f": 0.0, "g": 0.0, "h": 0.0}
+    assert r.per_clip_column == "synchronizable" and r.ci_low <= r.value <= r.ci_high
+    assert r.extra["not_synchronizable_reasons"] == {"low_confidence": 2, "silent_audio": 1}
 
     # seeded CI: reproducible
     assert SyncOffsetAbs().compute(fs, None, seed=7).ci_low == SyncOffsetAbs().compute(fs, None, seed=7).ci_low
@@ -465,18 +488,36 @@ def test_metrics_aggregate_and_exclusions():
 def test_in_sync_window_bounds():
     fs = fset([(str(i), off, "ok", None) for i, off in enumerate([-45.0, -45.5, 125.0, 125.5, 0.0])])
     assert InSyncRate().compute(fs, None).value == pytest.approx(3 / 5)
+    assert InSyncRateSynchronizable().compute(fs, None).value == pytest.approx(3 / 5)
 
 
-def test_skipped_when_nothing_is_synchronizable():
+def test_nothing_synchronizable_skips_offsets_and_zeroes_the_rates():
+    """Offsets exist only for synchronizable clips (skipped, never 0); the rates over all clips are 0."""
     fs = fset([("a", None, "frozen_video", None), ("b", None, "no_audio_onsets", None)])
-    for metric in (SyncOffset(), SyncOffsetAbs(), InSyncRate()):
+    for metric in (SyncOffset(), SyncOffsetAbs(), InSyncRateSynchronizable()):
         r = metric.compute(fs, None)
         assert r.status == "skipped" and r.value is None
         assert "frozen_video: 1" in r.reason and "no_audio_onsets: 1" in r.reason and r.fix
         assert r.extra["n_not_synchronizable"] == 2
+    for metric in (InSyncRate(), SynchronizableRate()):
+        r = metric.compute(fs, None)
+        assert r.status == "ok" and r.value == 0.0 and r.n == 2 and r.per_clip == {"a": 0.0, "b": 0.0}
+        assert any("no clip is synchronizable" in w for w in r.warnings)
     empty = FeatureSet(clip_ids=["a"], features={})
-    r = SyncOffset().compute(empty, None)
-    assert r.status == "skipped" and r.value is None
+    for metric in (SyncOffset(), InSyncRate(), SynchronizableRate()):
+        r = metric.compute(empty, None)
+        assert r.status == "skipped" and r.value is None and "nothing was analysed" in r.reason
+
+
+def test_freezing_hard_clips_cannot_raise_the_headline_rate():
+    """A model that freezes the video of the clips it gets wrong: the conditional rate rises to 1,
+    the headline in_sync_rate and synchronizable_rate fall."""
+    honest = fset([("a", 10.0, "ok", None), ("b", 20.0, "ok", None), ("c", 300.0, "ok", None), ("d", -200.0, "ok", None)])
+    gamed = fset([("a", 10.0, "ok", None), ("b", 20.0, "ok", None), ("c", None, "frozen_video", None),
+                  ("d", None, "frozen_video", None)])
+    assert InSyncRateSynchronizable().compute(gamed, None).value > InSyncRateSynchronizable().compute(honest, None).value
+    assert InSyncRate().compute(gamed, None).value == InSyncRate().compute(honest, None).value == 0.5
+    assert SynchronizableRate().compute(gamed, None).value == 0.5 < SynchronizableRate().compute(honest, None).value
 
 
 def test_end_to_end_features_to_metric(analyzer):
@@ -492,8 +533,11 @@ def test_end_to_end_features_to_metric(analyzer):
         meta={cid: {"expected_offset_ms": [300, 1500] if cid == "thunder" else None} for cid in clips},
     )
     r = InSyncRate().compute(fs, None)
-    assert r.value == 1.0 and r.n == 3 and r.extra["not_synchronizable_reasons"] == {"silent_audio": 1}
-    assert r.per_clip == {"thunder": 1.0, "late80": 1.0, "early30": 1.0} and r.per_clip_column == "in_sync"
+    assert r.value == 0.75 and r.n == 4 and r.extra["not_synchronizable_reasons"] == {"silent_audio": 1}
+    assert r.per_clip == {"thunder": 1.0, "late80": 1.0, "early30": 1.0, "silent": 0.0} and r.per_clip_column == "in_sync"
+    r = InSyncRateSynchronizable().compute(fs, None)
+    assert r.value == 1.0 and r.n == 3
+    assert SynchronizableRate().compute(fs, None).value == 0.75
     offsets = SyncOffset().compute(fs, None).per_clip  # scored offsets: thunder's 700 ms is inside its window
     assert offsets["thunder"] == 0.0
     assert offsets["late80"] == pytest.approx(80, abs=5) and offsets["early30"] == pytest.approx(-30, abs=5)

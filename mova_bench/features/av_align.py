@@ -29,8 +29,9 @@ Matching and score
     (``|a - v| <= 1/fps``, as in the 2025 version; the original used a strict inequality), each
     event used at most once. :func:`count_matches` returns the maximum number of such pairs (the
     greedy sweep over sorted times is optimal for a fixed window). ``IoU = matches / (|A| + |V| -
-    matches)``. When both lists are empty the IoU is undefined: NaN with status ``no_events``;
-    when only one is empty it is 0.
+    matches)``. When both lists are empty the IoU is undefined: NaN with status ``no_events``
+    (the ``av_align`` metric scores such a clip 0 and keeps it in the mean, as MOVA's
+    implementation does); when only one is empty it is 0.
 
 Output (0-d arrays): ``iou`` (float64), ``n_audio_onsets``, ``n_video_peaks``, ``n_matches``
 (int64), ``status`` ("ok" | "no_events", numpy unicode).

@@ -11,7 +11,8 @@ from mova_bench.registry import metrics as metric_registry
 
 DEFAULT_METRICS = (
     "fd_video", "fd_audio", "kid_video", "kid_audio", "sync_offset_ms", "sync_offset_abs_ms",
-    "in_sync_rate", "av_align", "detector_auc", "clip_score", "clap_score",
+    "in_sync_rate", "synchronizable_rate", "in_sync_rate_synchronizable", "av_align", "detector_auc",
+    "clip_score", "clap_score",
 )
 BACKBONE_SETS = {
     "classical": {"video": "vstats", "audio": "melstats"},

@@ -275,7 +275,10 @@ def make_entry(run_dir: Path, doc: dict[str, Any], run_spec: dict[str, Any], pro
         "n_clips": doc.get("n_clips"),
         "n_failed": doc.get("n_failed") or 0,
         "failures": doc.get("failures") or {},
-        "metrics": {k: _scrub({f: (m or {}).get(f) for f in METRIC_FIELDS}) for k, m in metrics.items()},
+        "metrics": {k: _scrub({**{f: (m or {}).get(f) for f in METRIC_FIELDS},
+                               **({"rank_value": ((m or {}).get("extra") or {}).get("rank_value")}
+                                  if ((m or {}).get("extra") or {}).get("rank_value") is not None else {})})
+                    for k, m in metrics.items()},
         "warnings": _scrub(list(doc.get("warnings") or [])),
         "provenance": {
             "mova_bench": prov.get("mova_bench") or run_spec.get("mova_bench"),
@@ -459,6 +462,15 @@ def _ok_value(m: dict[str, Any] | None) -> float | None:
     return float(m["value"])
 
 
+def _rank_value(m: dict[str, Any] | None) -> float | None:
+    """What a row is ranked by: the metric's own ranking quantity where it declares one (the
+    detector ranks by max(AUC, 0.5): an AUC below chance never ranks a model as better), else its value."""
+    v = _ok_value(m)
+    if v is not None and _is_num((m or {}).get("rank_value")):
+        return float(m["rank_value"])
+    return v
+
+
 def _missing_reason(m: dict[str, Any] | None, key: str) -> tuple[str, str]:
     """(short status, reason) of a metric cell without a value."""
     if m is None:
@@ -501,7 +513,7 @@ def board(entries: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[st
             keys.insert(0, main_key)
         meta = {k: column_meta(k, members) for k in keys}
         h = meta[main_key]["higher_is_better"] if main_key else None
-        scored = [(e, _ok_value(e["metrics"].get(main_key)) if main_key else None) for e in members]
+        scored = [(e, _rank_value(e["metrics"].get(main_key)) if main_key else None) for e in members]
         ranked = sorted([(e, v) for e, v in scored if v is not None],
                         key=lambda ev: (_badness(ev[1], h), str(ev[0].get("model_display_name")), ev[0]["_file"]))
         rows, prev, rank = [], None, 0

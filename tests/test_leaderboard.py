@@ -214,3 +214,19 @@ def test_paths_of_this_machine_are_scrubbed():
     assert _scrub({"ckpt": "/home/me/ckpts/model.pt", "note": "audio/video, 1/2", "n": 3}) == \
         {"ckpt": "…/model.pt", "note": "audio/video, 1/2", "n": 3}
     assert _scrub(["reference '/tmp/x/stats.npz' is stale"]) == ["reference '…/stats.npz' is stale"]
+
+
+def test_detector_rows_rank_by_max_auc_half_never_below_chance():
+    """A detector AUC below 0.5 is chance, not "less detectable than real": ranked by the metric's
+    ranking quantity (extra.rank_value = max(AUC, 0.5)), AUC 0.30 and 0.45 tie at rank 1, above 0.70."""
+    from mova_bench.leaderboard import board
+
+    def entry(model, auc):
+        m = {"value": auc, "status": "ok", "higher_is_better": False, "rank_value": max(auc, 0.5)}
+        return {"model": model, "model_display_name": model, "_file": f"{model}.json", "suite": "s",
+                "suite_version": "1", "evaluation": {"backbones": "classical"}, "metrics": {"detector_auc": m}}
+
+    schema = {"main_default": "detector_auc", "main_per_suite": {}, "columns": []}
+    (group,) = board([entry("a", 0.70), entry("b", 0.30), entry("c", 0.45)], schema)
+    ranks = {r["entry"]["model"]: r["rank"] for r in group["rows"]}
+    assert ranks == {"b": 1, "c": 1, "a": 3}

@@ -305,3 +305,21 @@ def test_clips_without_a_prompt_and_files_no_browser_can_play(tmp_path):
     assert len(doc.all("video")) == 5  # a broken file is linked, not embedded (it would only add errors)
     assert "not playable (not_media)" in text and not re.search(r">\s*nan\s*<|\bnan\b", text)
     assert "<code>(no prompt)</code>" in text
+
+
+def test_metric_notes_show_the_detector_verdict_and_fd_infinity_sides():
+    """The detector's permutation verdict (p-value, band of chance) and which sides FD∞ subsampled are
+    read off the metric record into the report's notes, not left in metrics.json only."""
+    from mova_bench.report.html import _metrics
+
+    det_extra = {"verdict": "indistinguishable from the reference (p = 0.41): AUC 0.44 is inside the 95% band of chance [0.28, 0.72]",
+                 "p_value": 0.41, "null_band": [0.28, 0.72], "n_permutations": 200, "rank_value": 0.5}
+    fd_extra = {"fd_infinity": {"value": 1.52, "r2": 0.97, "sides": "generated"}}
+    doc = {"metrics": {"detector_auc[forensic]": _metric("detector_auc[forensic]", 0.44, lo=0.2, hi=0.66, unit="AUC",
+                                                         extra=det_extra),
+                       "fd_video[vstats]": _metric("fd_video[vstats]", 1.93, lo=1.0, hi=3.0, extra=fd_extra)}}
+    notes = {m["key"]: " | ".join(m["notes"]) for m in _metrics(doc)}
+    det = notes["detector_auc[forensic]"]
+    assert "indistinguishable from the reference (p = 0.41)" in det and "200 relabellings" in det
+    assert "[0.28, 0.72]" in det and "max(AUC, 0.5)" in det
+    assert "FD∞ 1.52" in notes["fd_video[vstats]"] and "generated side only" in notes["fd_video[vstats]"]

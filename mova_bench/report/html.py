@@ -209,7 +209,15 @@ def _metrics(doc: dict[str, Any]) -> list[dict[str, Any]]:
         fdi = extra.get("fd_infinity")
         if isinstance(fdi, dict):
             if fdi.get("value") is not None:
-                notes.append(f"FD∞ {fmt(fdi['value'])} (fit against 1/n, R² {fmt(fdi.get('r2'), 2)})")
+                sides = {"joint": "both sides subsampled jointly",
+                         "generated": "generated side only: the reference's own bias stays in"}.get(str(fdi.get("sides")), "")
+                notes.append(f"FD∞ {fmt(fdi['value'])} (fit against 1/n, R² {fmt(fdi.get('r2'), 2)}"
+                             + (f"; {sides}" if sides else "") + ")")
+        if extra.get("verdict"):
+            band = extra.get("null_band") or [None, None]
+            band_s = f"[{fmt(band[0], 2)}, {fmt(band[1], 2)}]" if band[0] is not None else "n/a"
+            notes.append(f"{extra['verdict']} — permutation test: {extra.get('n_permutations')} relabellings, "
+                         f"p = {fmt(extra.get('p_value'), 3)}, 95% band of chance {band_s}; ranked as max(AUC, 0.5)")
         if extra.get("n_with_expected_offset"):
             notes.append(f"{extra['n_with_expected_offset']} clip(s) scored against their prompt's expected_offset_ms "
                          "(late by design, e.g. distant thunder): offsets inside that window count as 0")

@@ -537,6 +537,48 @@ def test_files_run_records_missing_clips_and_exits_3(clips_dir, tmp_path, capsys
     assert rows["bell__s0"]["status"] == "failed" and rows["bell__s0"]["reason"] == "missing"
 
 
+
+def test_files_run_stores_the_models_file_byte_for_byte(tmp_path, capsys):
+    """An MP4/MOV with audio is stored as it is (the clip's content hash is the source's), never a lossy
+    re-encode of its decoded frames; a container outside the MP4 family (Matroska) is re-encoded, and
+    the manifest says which happened."""
+    import av
+    import numpy as np
+
+    from mova_bench.media import file_sha256
+
+    d = tmp_path / "clips"
+    d.mkdir()
+    make_av(d / "drum__s0.mp4", seconds=2.0, width=128, height=72)
+    mkv = d / "ball__s0.mkv"
+    with av.open(str(mkv), "w", format="matroska") as out:
+        vs = out.add_stream("mpeg4", rate=24)
+        vs.width, vs.height, vs.pix_fmt = 128, 72, "yuv420p"
+        aus = out.add_stream("mp2", rate=48000, layout="mono")
+        for i in range(48):
+            img = np.full((72, 128, 3), (i * 5) % 255, np.uint8)
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for k in range(int(2.0 * 48000 / 1152)):
+            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
+            fr.sample_rate, fr.pts = 48000, k * 1152
+            for pkt in aus.encode(fr):
+                out.mux(pkt)
+        for stream in (vs, aus):
+            for pkt in stream.encode(None):
+                out.mux(pkt)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(TINY_SUITE)
+    code = main(["run", "--model", "files", "--set", f"dir={d}", "--suite", str(suite), "--out",
+                 str(tmp_path / "runs"), "--metrics", "sync_offset_ms", "--json"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    rows = {r["clip_id"]: r for r in read_manifest(Path(json.loads(stdout)["run_dir"]) / "manifest.jsonl")}
+    drum, ball = rows["drum__s0"], rows["ball__s0"]
+    assert drum["content_hash"] == file_sha256(d / "drum__s0.mp4") == drum["info"]["source_sha256"]
+    assert drum["info"]["stored"] == "the model's file, byte for byte"
+    assert ball["content_hash"] != file_sha256(mkv) and ball["info"]["stored"].startswith("encoded by mova-bench")
+
 # -- cascade ----------------------------------------------------------------------------------------
 
 

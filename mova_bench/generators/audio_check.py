@@ -97,7 +97,7 @@ def check_video(video: Any) -> np.ndarray:
 
 
 def finish_clip(request: ClipRequest, video: Any, audio: Any, fps: float, sample_rate: int,
-                info: dict[str, Any] | None = None) -> GeneratedClip:
+                info: dict[str, Any] | None = None, source_data: bytes | None = None) -> GeneratedClip:
     """Check video and audio, record what differs from the request, return the clip to write.
 
     Audio decoded from AAC (``info["source_audio_codec"] == "aac"``) may be up to two AAC frames
@@ -121,7 +121,7 @@ def finish_clip(request: ClipRequest, video: Any, audio: Any, fps: float, sample
     out = {**(info or {}), **audio_info}
     if mismatch:
         out["geometry_mismatch"] = mismatch
-    return GeneratedClip(video=frames, audio=wav, fps=fps, sample_rate=int(sample_rate), info=out)
+    return GeneratedClip(video=frames, audio=wav, fps=fps, sample_rate=int(sample_rate), info=out, source_data=source_data)
 
 
 __all__ = ["SILENCE_PEAK", "check_audio", "check_video", "finish_clip"]

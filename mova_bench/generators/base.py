@@ -37,6 +37,10 @@ class GeneratedClip:
     fps: float
     sample_rate: int
     info: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest row
+    #: the model's own encoded file (MP4-family bytes, with video and audio) when it made one: the run
+    #: folder stores these bytes as the clip instead of re-encoding ``video``/``audio`` (a lossy second
+    #: generation); ``video``/``audio`` are its decoded content, used for the checks and the manifest
+    source_data: bytes | None = None
 
 
 class Generator:

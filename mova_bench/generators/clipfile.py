@@ -29,6 +29,13 @@ class FileClip:
     fps: float
     sample_rate: int
     info: dict[str, Any] = field(default_factory=dict)
+    #: the file's own bytes when it is an MP4-family container with video and audio: a run folder
+    #: stores them as they are instead of a lossy re-encode of the decoded frames
+    data: bytes | None = None
+
+
+#: containers whose bytes a run folder stores as a clip ``.mp4`` (PyAV names the ISO-BMFF demuxer so)
+STORABLE_FORMATS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2")
 
 
 def _looks_like_container(path: Path) -> bool:
@@ -53,6 +60,7 @@ def read_clip(path: str | os.PathLike, *, require_audio: bool = True) -> FileCli
             raise MediaError("truncated", f"container header present but unreadable ({exc})", str(p)) from None
         raise MediaError("not_media", f"FFmpeg cannot open it as media ({exc})", str(p)) from None
     with container:
+        fmt_names = set(str(getattr(container.format, "name", "") or "").split(","))
         vstreams, astreams = list(container.streams.video), list(container.streams.audio)
         if not vstreams:
             raise MediaError("no_video_stream", "the file has no video stream", str(p))
@@ -102,7 +110,8 @@ def read_clip(path: str | os.PathLike, *, require_audio: bool = True) -> FileCli
         info["source_audio_codec"] = ast.codec_context.name
         if src_channels > 2:
             info["audio_downmix"] = f"{src_channels} channels mixed to stereo"
-    return FileClip(video=video, audio=audio, fps=rate, sample_rate=sr, info=info)
+    data = p.read_bytes() if audio is not None and fmt_names & set(STORABLE_FORMATS) else None
+    return FileClip(video=video, audio=audio, fps=rate, sample_rate=sr, info=info, data=data)
 
 
 def write_video_only(path: str | os.PathLike, video: np.ndarray, fps: float, *, crf: int = 17) -> None:

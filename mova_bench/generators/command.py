@@ -285,7 +285,7 @@ class CommandGenerator(Generator):
                 info["video_stage_audio_discarded"] = True
             return GeneratedClip(video=clip.video, audio=np.zeros(0, np.float32), fps=clip.fps,
                                  sample_rate=clip.sample_rate or request.sample_rate, info=info)
-        return finish_clip(request, clip.video, audio, clip.fps, clip.sample_rate, info)
+        return finish_clip(request, clip.video, audio, clip.fps, clip.sample_rate, info, source_data=clip.data)
 
     def generate_audio(self, request: ClipRequest, video_path: str) -> tuple[Any, dict[str, Any]]:
         """The cascade's second stage: run with ``{video}`` = ``video_path``; returns (FileClip, info)."""

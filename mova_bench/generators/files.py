@@ -154,7 +154,7 @@ class FilesGenerator(Generator):
         # first_frame_source None: whatever made the file, it was not given a first frame by us
         info = {"source_file": str(path), "matched_by": how, "source_sha256": file_sha256(path),
                 "first_frame_source": None, **clip.info}
-        return finish_clip(request, clip.video, clip.audio, clip.fps, clip.sample_rate, info)
+        return finish_clip(request, clip.video, clip.audio, clip.fps, clip.sample_rate, info, source_data=clip.data)
 
 
 __all__ = ["FilesGenerator"]

@@ -487,7 +487,7 @@ class HttpGenerator(Generator):
         for k in ("model", "seconds", "size"):
             if job.get(k) is not None:
                 info[f"server_{k}"] = job[k]
-        return finish_clip(request, clip.video, clip.audio, clip.fps, clip.sample_rate, info)
+        return finish_clip(request, clip.video, clip.audio, clip.fps, clip.sample_rate, info, source_data=clip.data)
 
 
 def _multipart(fields: dict[str, Any], files: dict[str, tuple[str, str, bytes]]) -> tuple[bytes, str]:

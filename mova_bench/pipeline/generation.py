@@ -49,7 +49,13 @@ def generate_clip(task: GenTask) -> dict[str, Any]:
     t0 = time.perf_counter()
     clip = gen.generate(task.request)
     with atomic_path(task.out_path, suffix=".mp4") as tmp:
-        write_mp4(tmp, clip.video, clip.fps, clip.audio, clip.sample_rate)
+        if clip.source_data is not None:
+            # the model's own file, byte for byte: re-encoding would score a second, lossy generation
+            Path(tmp).write_bytes(clip.source_data)
+            stored = "the model's file, byte for byte"
+        else:
+            write_mp4(tmp, clip.video, clip.fps, clip.audio, clip.sample_rate)
+            stored = "encoded by mova-bench (H.264 + AAC) from the generator's arrays"
         streams = probe_streams(tmp)
         if not streams["audio"]:
             raise MediaError("no_audio_stream", "the generator's output has no audio stream", task.out_path)
@@ -62,7 +68,7 @@ def generate_clip(task: GenTask) -> dict[str, Any]:
         "width": int(clip.video.shape[2]),
         "height": int(clip.video.shape[1]),
         "first_frame_source": info.pop("first_frame_source", "suite" if task.request.first_frame else None),
-        "info": {**info, "generation_s": round(time.perf_counter() - t0, 4)},
+        "info": {**info, "stored": stored, "generation_s": round(time.perf_counter() - t0, 4)},
     }
 
 

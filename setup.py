@@ -24,6 +24,7 @@ DATA_FILES = {
     "mova_bench.data.models": ["*.yaml"],
     "mova_bench.report.templates": ["*.j2", "*.css", "*.js"],
     "mova_bench.generators.tiny": ["checkpoints/*.safetensors"],
+    "mova_bench.weights": ["registry.yaml"],
 }
 
 setup(

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mova_bench.leaderboard import add_parser as add_leaderboard_parser
 
     add_leaderboard_parser(sub)
+    from mova_bench.weights.cli import add_parser as add_weights_parser
+
+    add_weights_parser(sub)
     return p
 
 
@@ -296,6 +299,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mova_bench.leaderboard import main as leaderboard_main
 
         return leaderboard_main(args)
+    elif args.command == "weights":
+        from mova_bench.weights.cli import main as weights_main
+
+        return weights_main(args)
     elif args.command == "reference":
         from mova_bench.pipeline.reference import build_reference_stats
 

@@ -15,16 +15,18 @@ $(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-# Which torch the parity tests get, installed before the test extras (they only ask for a range,
-# which the installed build satisfies). The default is the CPU wheel on our machines' disk; a GPU
-# box overrides it, e.g. `make test TORCH_SPEC='torch==2.14.1'` (pick the index with PIP_INDEX_URL),
-# or `TORCH_SPEC=` to keep the torch already in the venv.
-TORCH_SPEC ?= torch==2.13.0
+# Which torch (and the torchvision built against it) the tests get, installed before the extras
+# (they only ask for ranges, which the installed builds satisfy). torch and torchvision must be a
+# matching pair: PyPI's torchvision cannot load beside the 2.13.0+cpu wheel ("operator
+# torchvision::nms does not exist"); 2.14.1 + 0.29.1 are on our machines' local index. A GPU box
+# picks its index with PIP_INDEX_URL; `TORCH_SPEC=` keeps the torch already in the venv.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-# Test extras: pytest, the parity references (torch, torchmetrics), setuptools for the wheel test.
+# Test extras: pytest, Ray, every backbone extra (video, audio, clip, clap, sync) and the reference
+# packages of the parity tests. laion-clap pins numpy<2: the whole stack runs with numpy 1.26.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(if $(strip $(TORCH_SPEC)),$(BIN)/python -m pip install -q '$(TORCH_SPEC)')
-	$(BIN)/python -m pip install -q -e '.[test,ray]'
+	$(if $(strip $(TORCH_SPEC)),$(BIN)/python -m pip install -q $(TORCH_SPEC))
+	$(BIN)/python -m pip install -q -e '.[test,ray,all,parity]'
 	touch $@
 
 demo: $(VENV)/.installed

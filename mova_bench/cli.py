@@ -31,13 +31,24 @@ def _csv(v: str) -> list[str]:
     return [x.strip() for x in v.split(",") if x.strip()]
 
 
+def add_profile_option(p: argparse.ArgumentParser) -> None:
+    """``--profile NAME``: a metric's conventions as a set (run, evaluate, sweep); see docs/profiles.md."""
+    from mova_bench.profiles import PROFILES
+
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help="metric conventions as a set, to reproduce a peer's numbers: " + ", ".join(PROFILES)
+                        + " (default: mova-bench, ours); recorded in the evaluation spec and the report")
+
+
 def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
     """How clips are scored (an evaluation spec): shared by ``run`` and ``evaluate``."""
     p.add_argument("--metrics", type=_csv, default=None, help="comma-separated metric names (default: all)")
     p.add_argument("--backbones", default="auto", choices=["auto", "classical", "standard"],
-                   help="classical: weight-free; standard: I3D/VGGish/...; auto: standard where installed, else classical "
-                        "(this build ships no standard weights, so auto = classical)")
+                   help="classical: weight-free; standard: I3D/VGGish/CLIP/CLAP/... (exits 2 listing the `mova-bench weights "
+                        "fetch`/`pip install` commands when something is missing); auto: standard where its weights and "
+                        "packages are present, weight-free otherwise (the others reported skipped with their fix)")
     p.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
+    add_profile_option(p)
     p.add_argument("--executor", default=DEFAULT_EXECUTOR,
                    help="how per-clip tasks run: pool (default: worker processes on this machine), local "
                         "(one after another in this process) or ray (Ray tasks on this machine or a cluster; see --address)")
@@ -49,6 +60,15 @@ def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
                         "1 runs in this process)")
     p.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_device_options(p)
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--batch-size`` of pretrained backbones (run, evaluate, sweep)."""
+    p.add_argument("--device", default="auto",
+                   help="torch device of pretrained backbones: auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="forward-pass batch size of pretrained backbones (default: each backbone's own); results do not depend on it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,8 +191,13 @@ def _list(what: str, as_json: bool) -> int:
     else:
         for name in registry.features.names():
             cls = registry.features.get(name)
-            items.append({"name": name, "kind": cls.kind, "modality": cls.modality, "family": cls.family,
-                          "version": cls.version})
+            item = {"name": name, "kind": cls.kind, "modality": cls.modality, "family": cls.family,
+                    "version": cls.version}
+            if hasattr(cls, "missing_fixes"):  # a pretrained backbone: usable here, else the commands that fix it
+                fixes = cls.missing_fixes()
+                item.update(available=not fixes, fix="; ".join(fixes) or None, extra=getattr(cls, "extra", None),
+                            weights=list(getattr(cls, "weights", ())))
+            items.append(item)
     if as_json:
         print(json.dumps(items, indent=2))
     else:
@@ -259,18 +284,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         outcome = run(args.model, args.suite, out=args.out, seed=args.seed,
                       samples_per_prompt=args.samples_per_prompt, params=parse_set(args.set),
                       backbones=args.backbones, metrics=args.metrics, executor=args.executor,
-                      use_cache=not args.no_cache, reference=args.reference, workers=args.workers)
+                      use_cache=not args.no_cache, reference=args.reference, workers=args.workers,
+                      device=args.device, profile=args.profile, batch_size=args.batch_size)
     elif args.command == "evaluate":
         from mova_bench.pipeline import evaluate, evaluate_run
 
         if args.run:
             outcome = evaluate_run(args.run, suite_name=args.suite, reference=args.reference,
                                    backbones=args.backbones, metrics=args.metrics, executor=args.executor,
-                                   use_cache=not args.no_cache, workers=args.workers)
+                                   use_cache=not args.no_cache, workers=args.workers, device=args.device,
+                                   profile=args.profile, batch_size=args.batch_size)
         else:
             outcome = evaluate(args.clips, suite_name=args.suite, reference=args.reference, out=args.out,
                                backbones=args.backbones, metrics=args.metrics, executor=args.executor,
-                               use_cache=not args.no_cache, workers=args.workers)
+                               use_cache=not args.no_cache, workers=args.workers, device=args.device,
+                               profile=args.profile, batch_size=args.batch_size)
     elif args.command == "list":
         return _list(args.what, args.json)
     elif args.command == "validate":

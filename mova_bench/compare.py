@@ -958,6 +958,16 @@ def _apply_gates(rows: list[Row], gates: list[FailOn], b: RunView, c: RunView) -
     by_key = {r.metric: r for r in rows}
     for g in gates:
         keys = [k for k in by_key if g.matches(k)]
+        # a key skipped in both runs for want of its backbone (--backbones auto without its weights) cannot
+        # regress: a gate on the bare metric name judges the keys that were computed, if any
+        unavailable = [k for k in keys if all(((v.metrics.get(k) or {}).get("extra") or {}).get("backbone_unavailable")
+                                              for v in (b, c))]
+        if unavailable and len(unavailable) == len(keys):
+            fix = (b.metrics[unavailable[0]] or {}).get("fix") or "fetch the backbone's weights"
+            cannot.append(f"--fail-on {g.text}: {', '.join(unavailable)} was not computed in either run (backbone "
+                          f"unavailable); fix: {fix}, then re-score both runs (mova-bench evaluate --run RUN)")
+            continue
+        keys = [k for k in keys if k not in unavailable]
         if not keys:
             only = [k for k in list(b.metrics) + list(c.metrics) if g.matches(k)]
             where = "the baseline" if any(k in b.metrics for k in only) else "the candidate"

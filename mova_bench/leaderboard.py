@@ -266,7 +266,9 @@ def make_entry(run_dir: Path, doc: dict[str, Any], run_spec: dict[str, Any], pro
             "id": ev.get("id"),
             "spec_version": es.get("v"),
             "backbones": es.get("backbones"),
-            "backbones_resolved": _resolved_backbones(es.get("backbones"), keys),
+            # keys skipped because their pretrained backbone is unavailable do not make an `auto` run "standard"
+            "backbones_resolved": _resolved_backbones(es.get("backbones"), [
+                k for k in keys if not (((metrics.get(k) or {}).get("extra") or {}).get("backbone_unavailable"))]),
             "profile": es.get("profile") or "default",
             "metrics": list(es.get("metrics") or keys),
         },

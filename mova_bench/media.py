@@ -9,6 +9,9 @@ Conventions (recorded in every feature's cache key through ``DECODE_CONVENTION``
 * Audio is mixed to mono by the mean over channels and kept at its native rate; other rates come
   from :meth:`DecodedClip.audio_at`, which resamples with soxr ("HQ" quality). soxr is the one
   resampler of the project.
+* Extractors that need other frame sizes declare :class:`VideoNeed` s; the same decode pass
+  converts every decoded frame once per need with libswscale (PyAV ``VideoFrame.reformat``), so a
+  clip is demuxed and decoded once whatever the number of sizes (:meth:`DecodedClip.frames`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,134 @@ def fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+INTERPOLATIONS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "area": "AREA"}
+NEED_MODES = ("fit", "short_side", "exact", "native")
+
+
+@dataclass(frozen=True)
+class VideoNeed:
+    """Frames one extractor needs, produced by the decoder (libswscale) while decoding.
+
+    ``mode``:
+
+    * ``"fit"``: longer side ≤ ``size``, aspect kept, never upscaled, both sides rounded to even
+      (the analysis frames ``clip.video`` are ``VideoNeed("fit", 256)``);
+    * ``"short_side"``: shorter side = ``size`` (up- or downscaled), the other side
+      ``round(long·size/short)``, aspect kept (then centre-crop yourself where a reference does);
+    * ``"exact"``: ``size = (width, height)``, aspect not kept (TF I3D / cd-fvd style);
+    * ``"native"``: the stream's own size (``size`` ignored): a backbone that must match a
+      reference package's resize exactly resizes these itself in torch.
+
+    ``interpolation``: ``"bilinear"`` | ``"bicubic"`` | ``"area"`` (libswscale's ``SWS_BILINEAR``,
+    ``SWS_BICUBIC``, ``SWS_AREA``; not bit-equal to OpenCV's or torch's kernels of the same name).
+
+    Memory: rows are uint8 RGB, so a need costs T·H·W·3 bytes per clip held in memory while its
+    clip is analysed. ``"native"`` on a 1280×720 clip of 8 s at 24 fps is 192 × 2.76 MB ≈ 531 MB (a
+    pool worker per core multiplies it). Two bounds keep only the frames a backbone uses:
+
+    * ``fps``: keep the first decoded frame of every ``1/fps`` interval counted from the first
+      frame's presentation time (frames at ``t0 + k/fps`` for a constant-rate stream whose rate
+      is a multiple of ``fps``; every frame when ``fps`` ≥ the stream's rate);
+    * ``max_frames``: keep at most this many (the first ones, after ``fps``).
+
+    E.g. ``VideoNeed("native", fps=8)`` on that clip holds 64 frames (177 MB),
+    ``VideoNeed("native", max_frames=16)`` 16 (44 MB). The kept frames' times are
+    :meth:`DecodedClip.frame_times`.
+    """
+
+    mode: str
+    size: int | tuple[int, int] = 0
+    interpolation: str = "bilinear"
+    fps: float | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        from mova_bench.errors import ConfigError
+
+        if self.mode not in NEED_MODES:
+            raise ConfigError(f"VideoNeed mode {self.mode!r}: expected one of {', '.join(NEED_MODES)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(f"VideoNeed interpolation {self.interpolation!r}: expected one of {', '.join(INTERPOLATIONS)}")
+        if self.mode == "exact":
+            ok = isinstance(self.size, tuple) and len(self.size) == 2 and all(isinstance(v, int) and v > 0 for v in self.size)
+            if not ok:
+                raise ConfigError(f"VideoNeed('exact', size={self.size!r}): expected size=(width, height), two positive integers")
+        elif self.mode in ("fit", "short_side") and not (isinstance(self.size, int) and self.size > 0):
+            raise ConfigError(f"VideoNeed({self.mode!r}, size={self.size!r}): expected a positive integer size in pixels")
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"VideoNeed fps={self.fps!r}: expected a positive number of frames per second, or None for every frame")
+        if self.max_frames is not None and not (isinstance(self.max_frames, int) and self.max_frames > 0):
+            raise ConfigError(f"VideoNeed max_frames={self.max_frames!r}: expected a positive integer, or None for no bound")
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of this need's frames for a ``width``×``height`` stream."""
+        if self.mode == "native":
+            return width, height
+        if self.mode == "exact":
+            return self.size  # type: ignore[return-value]
+        if self.mode == "fit":
+            return _fit_size(width, height, int(self.size))
+        s = int(self.size)
+        if width <= height:
+            return s, max(1, int(round(height * s / width)))
+        return max(1, int(round(width * s / height))), s
+
+    def identity(self) -> dict[str, Any]:
+        """What enters the cache identity of the extractors that declare this need."""
+        size = list(self.size) if isinstance(self.size, tuple) else (0 if self.mode == "native" else self.size)
+        return {"mode": self.mode, "size": size, "interpolation": self.interpolation, "scaler": "libswscale",
+                "fps": self.fps, "max_frames": self.max_frames}
+
+
+#: the need that ``clip.video`` answers (today's analysis frames)
+def analysis_need(max_side: int = DEFAULT_MAX_SIDE) -> VideoNeed:
+    return VideoNeed("fit", int(max_side), "bilinear")
+
+
+class _NeedFrames:
+    """Frames of one need, collected while decoding (time-sampled and bounded as the need says)."""
+
+    def __init__(self, need: VideoNeed, src_w: int, src_h: int):
+        self.need = need
+        self.width, self.height = need.output_size(src_w, src_h)
+        self.interp = INTERPOLATIONS[need.interpolation]
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self._t0: float | None = None
+        self._last_bin = -1
+
+    def wants(self, t: float) -> bool:
+        need = self.need
+        if need.max_frames is not None and len(self.frames) >= need.max_frames:
+            return False
+        if need.fps is None:
+            return True
+        if self._t0 is None:
+            self._t0 = t
+        k = int(np.floor((t - self._t0) * need.fps + 1e-6))
+        if k <= self._last_bin:
+            return False
+        self._last_bin = k
+        return True
+
+    def add(self, fr: Any, t: float) -> None:
+        if not self.wants(t):
+            return
+        if self.need.mode == "native":
+            arr = fr.to_ndarray(format="rgb24")
+        else:
+            arr = fr.reformat(width=self.width, height=self.height, format="rgb24", interpolation=self.interp).to_ndarray()
+        self.frames.append(arr)
+        self.times.append(t)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        times = np.asarray(self.times, dtype=np.float64)
+        order = np.argsort(times, kind="stable")
+        if not self.frames:
+            return np.zeros((0, self.height, self.width, 3), np.uint8), times
+        return np.stack([self.frames[i] for i in order]), times[order]
+
+
 @dataclass
 class DecodedClip:
     """One clip decoded once and shared by every extractor of a run."""
@@ -65,11 +196,39 @@ class DecodedClip:
     duration_s: float
     path: str | None = None
     content_hash: str | None = None
+    #: the prompt (UTF-8) when an extractor declares ``uses_text``; None when unknown
+    prompt_text: str | None = None
+    max_side: int = DEFAULT_MAX_SIDE
     _resampled: dict = field(default_factory=dict, repr=False)
+    #: frames of the declared :class:`VideoNeed` s: need -> (frames, times)
+    _need_frames: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_frames(self) -> int:
         return int(self.video.shape[0])
+
+    def frames(self, need: VideoNeed) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames of ``need`` (decoded in the same pass as ``clip.video``); one
+        row per ``clip.video_times`` entry unless the need samples by ``fps`` or bounds
+        ``max_frames`` (then one row per :meth:`frame_times` entry)."""
+        return self._need(need)[0]
+
+    def frame_times(self, need: VideoNeed) -> np.ndarray:
+        """(T,) presentation times (s) of the rows of :meth:`frames` for ``need``."""
+        return self._need(need)[1]
+
+    def _need(self, need: VideoNeed) -> tuple[np.ndarray, np.ndarray]:
+        if need in self._need_frames:
+            return self._need_frames[need]
+        if need == analysis_need(self.max_side) and need.fps is None and need.max_frames is None:
+            return self.video, self.video_times
+        from mova_bench.errors import ConfigError
+
+        raise ConfigError(
+            f"frames for {need!r} were not decoded for this clip (decoded: "
+            f"{[analysis_need(self.max_side), *self._need_frames] !r})",
+            fix="declare the need in the extractor's video_needs (the analysis passes them to decode(needs=...))",
+        )
 
     def audio_at(self, sample_rate: int) -> np.ndarray:
         """Mono audio at ``sample_rate`` (soxr HQ), cached per rate."""
@@ -185,8 +344,13 @@ def decode(
     require_video: bool = True,
     min_duration_s: float = MIN_DURATION_S,
     content_hash: str | None = None,
+    needs: tuple[VideoNeed, ...] | list[VideoNeed] = (),
 ) -> DecodedClip:
-    """Decode a clip once. Raises :class:`MediaError` with a reason for every kind of bad media."""
+    """Decode a clip once. Raises :class:`MediaError` with a reason for every kind of bad media.
+
+    ``needs``: extra frame sizes (:class:`VideoNeed`), each produced from the same decoded frames
+    by libswscale while decoding (one demux and decode pass for all); read them with
+    :meth:`DecodedClip.frames`. ``clip.video`` is unchanged by them."""
     import av
 
     p = Path(path)
@@ -212,6 +376,7 @@ def decode(
         src_w, src_h = vstream.codec_context.width, vstream.codec_context.height
         avg_rate = float(vstream.average_rate) if vstream.average_rate else 0.0
         out_w, out_h = _fit_size(src_w, src_h, max_side)
+        extra = [_NeedFrames(nd, src_w, src_h) for nd in dict.fromkeys(needs)]
         frames, times, chunks = [], [], []
         audio_start = None
         sr = int(astream.codec_context.sample_rate) if astream is not None else 0
@@ -224,6 +389,8 @@ def decode(
                     if isinstance(fr, av.VideoFrame):
                         frames.append(fr.to_ndarray(format="rgb24", width=out_w, height=out_h, interpolation="BILINEAR"))
                         times.append(float(fr.time) if fr.time is not None else len(times) / (avg_rate or 24.0))
+                        for nf in extra:
+                            nf.add(fr, times[-1])
                     else:
                         arr = fr.to_ndarray()
                         if arr.dtype.kind == "i":
@@ -274,6 +441,8 @@ def decode(
         duration_s=float(duration),
         path=str(p),
         content_hash=content_hash,
+        max_side=int(max_side),
+        _need_frames={nf.need: nf.result() for nf in extra},
     )
 
 

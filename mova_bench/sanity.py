@@ -215,11 +215,13 @@ def run_sanity(suite: str = "impacts_set", *, out: str | None = None, samples_pe
     # 3. the detector: indistinguishable when clean, separated when degraded
     if "detector" in groups:
         det = metric_registry.get("detector_auc")().key
-        clean = _value(do({}, ["detector_auc"]), det)
-        bad = _value(do({"video_noise": 0.15, "audio_noise": 0.08, "blur": 2.0}, ["detector_auc"]), det)
+        clean_run = do({}, ["detector_auc"])
+        bad_run = do({"video_noise": 0.15, "audio_noise": 0.08, "blur": 2.0}, ["detector_auc"])
+        clean, bad = _value(clean_run, det), _value(bad_run, det)
         ok = clean is not None and bad is not None and clean <= 0.75 and bad >= 0.9
         add(det, "video_noise+audio_noise+blur", ["clean", "degraded"], [clean, bad], ok,
             "clean ≤ 0.75 (near 0.5), strongly degraded ≥ 0.9")
+        _check_detector_p_value(add, det, clean_run, bad_run)
 
     # 4. nothing to synchronise → not synchronizable, never a number; the rates over all clips fall to 0
     if "sync" in groups:
@@ -239,6 +241,29 @@ def run_sanity(suite: str = "impacts_set", *, out: str | None = None, samples_pe
         results.extend(check_impacts(root / "impacts"))
 
     return {"passed": bool(results) and all(c["passed"] for c in results), "suite": s.name, "checks": results}
+
+
+#: the permutation test's level in the detector check: two sets from one world must not reach it,
+#: strongly degraded clips must (the p-value's floor is 1/(1 + n_permutations), 0.005 at 200)
+DETECTOR_ALPHA = 0.01
+
+
+def _check_detector_p_value(add, det: str, clean_run, bad_run) -> None:
+    """The detector's label-permutation p-value (extra.p_value, with its null band): ≥ 0.01 for a
+    clean set against a reference from the same world (chance reads as chance), < 0.01 degraded.
+    Reads the two detector runs already made (no extra refits)."""
+    def p_of(res) -> tuple[float | None, list | None]:
+        extra = (res.metrics.get(det) or {}).get("extra") or {}
+        p = extra.get("p_value")
+        return (None if p is None else float(p)), extra.get("null_band")
+
+    (p_clean, band_clean), (p_bad, _) = p_of(clean_run), p_of(bad_run)
+    ok = p_clean is not None and p_bad is not None and p_clean >= DETECTOR_ALPHA and p_bad < DETECTOR_ALPHA
+    band = (f"; clean null band [{band_clean[0]:.2f}, {band_clean[1]:.2f}]"
+            if band_clean and None not in band_clean else "")
+    add(f"{det} p_value", "video_noise+audio_noise+blur", ["clean", "degraded"], [p_clean, p_bad], ok,
+        f"label-permutation p ≥ {DETECTOR_ALPHA:g} for clean clips against a reference from the same world "
+        f"(indistinguishable), p < {DETECTOR_ALPHA:g} for strongly degraded clips{band}")
 
 
 def _check_offsets(add, runs, per_run, frame_ms: float) -> None:

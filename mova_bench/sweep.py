@@ -101,6 +101,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="worker processes of the pool (default: one per usable core)")
     p.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    from mova_bench.cli import add_device_options, add_profile_option
+
+    add_device_options(p)
+    add_profile_option(p)
     return p
 
 
@@ -114,7 +118,8 @@ def main(args: argparse.Namespace) -> int:
         samples_per_prompt=getattr(args, "samples_per_prompt", None), metrics=getattr(args, "metrics", None),
         backbones=getattr(args, "backbones", "auto"), reference=getattr(args, "reference", None),
         executor=getattr(args, "executor", DEFAULT_EXECUTOR), use_cache=not getattr(args, "no_cache", False),
-        workers=getattr(args, "workers", None))
+        workers=getattr(args, "workers", None), device=getattr(args, "device", "auto"),
+        batch_size=getattr(args, "batch_size", None), profile=getattr(args, "profile", None))
     if getattr(args, "json", False):
         print(json.dumps(outcome.to_json()))
     else:
@@ -155,7 +160,8 @@ def point_label(values: dict[str, Any]) -> str:
 
 def _plan(model: str, suite_name: str, grid: list[tuple[str, list[str]]], fixed: dict[str, Any], *,
           seed: int | None, samples_per_prompt: int | None, metrics: list[str] | None, backbones: str,
-          reference: str | None, executor: str) -> dict[str, Any]:
+          reference: str | None, executor: str, device: str = "auto", batch_size: int | None = None,
+          profile: str | None = None) -> dict[str, Any]:
     """Everything checked before any work: the grid, every point's generator, the evaluation options."""
     from mova_bench.cards import load_card
     from mova_bench.executors import get_executor
@@ -182,7 +188,12 @@ def _plan(model: str, suite_name: str, grid: list[tuple[str, list[str]]], fixed:
     check_counts(seed, n)
     geometry = generation_geometry(suite, card)
     requests = build_requests(suite, card, seed=seed, samples_per_prompt=n, geometry=geometry)
-    metric_objs = select_metrics(metrics, backbones)
+    from mova_bench.profiles import apply_profile
+
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))  # an unknown --profile exits 2 here
+    from mova_bench.pipeline.runs import check_device
+
+    check_device(device, batch_size, metric_objs)
     get_executor(executor)
     resolve_reference(suite, reference)
 
@@ -231,7 +242,8 @@ def _rel(path: Path, start: Path) -> str:
 def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]], fixed: dict[str, Any] | None = None,
               out: str | os.PathLike = "runs", seed: int | None = None, samples_per_prompt: int | None = None,
               metrics: list[str] | None = None, backbones: str = "auto", reference: str | None = None,
-              executor: str = "local", use_cache: bool = True, workers: int | None = None) -> SweepOutcome:
+              executor: str = "local", use_cache: bool = True, workers: int | None = None,
+              device: str = "auto", batch_size: int | None = None, profile: str | None = None) -> SweepOutcome:
     """Run every point of ``grid`` (resuming what exists) and write the sweep folder."""
     from mova_bench import __version__
     from mova_bench.pipeline.runs import OUT_FIX
@@ -241,11 +253,14 @@ def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]],
     fixed = dict(fixed or {})
     grid = [(k, list(v)) for k, v in grid]
     plan = _plan(model, suite_name, grid, fixed, seed=seed, samples_per_prompt=samples_per_prompt, metrics=metrics,
-                 backbones=backbones, reference=reference, executor=executor)
+                 backbones=backbones, reference=reference, executor=executor, device=device, batch_size=batch_size,
+                 profile=profile)
     spec, card, suite, points = plan["spec"], plan["card"], plan["suite"], plan["points"]
     root = ensure_folder(Path(out), "output folder (--out)", fix=OUT_FIX)
     sweep_dir = ensure_folder(root / f"sweep-{slug(card.name)}-{slug(suite.name)}-{spec_hash(spec)}", "sweep folder", fix=OUT_FIX)
     evaluation = {"metrics": plan["metric_keys"], "backbones": backbones, "reference": reference}
+    if profile not in (None, "", "default", "mova-bench"):  # recorded only when not the default (ids unchanged)
+        evaluation["profile"] = profile
     doc: dict[str, Any] = {
         "kind": "sweep", "id": sweep_dir.name, "spec": spec, "evaluation": evaluation,
         "title": f"{card.display_name or card.name} on {suite.name} v{suite.version}: "
@@ -276,7 +291,7 @@ def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]],
                     outcome = _run_point(model, suite_name, out=out, params={**fixed, **p["values"]},
                                          seed=plan["seed"], samples_per_prompt=plan["n"], backbones=backbones,
                                          metrics=metrics, executor=executor, use_cache=use_cache, reference=reference,
-                                         workers=workers)
+                                         workers=workers, device=device, batch_size=batch_size, profile=profile)
                 except MovaBenchError as exc:
                     msg = Exception.__str__(exc) if getattr(exc, "fix", None) else str(exc)
                     p.update({"status": "failed", "error": msg or type(exc).__name__, "fix": getattr(exc, "fix", None)})

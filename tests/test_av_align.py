@@ -1,4 +1,5 @@
-"""AV-Align analyzer (2025 convention), its one-to-one IoU matcher and the av_align metric."""
+"""AV-Align analyzer (mova-bench's convention; the peers' in tests/test_profiles.py), its one-to-one IoU matcher
+and the av_align metric."""
 
 from __future__ import annotations
 

@@ -133,7 +133,9 @@ def test_late_audio_fails_the_sync_gates_table_and_markdown(runs, capsys, tmp_pa
     doc = json.loads(out)
     rows = rows_by_metric(doc)
     assert code == 1 and doc["exit_code"] == 1 and doc["passed"] is False, err
-    assert list(rows) == ["fd_video[vstats]", "sync_offset_ms", "sync_offset_abs_ms", "in_sync_rate", "av_align"]
+    # fd_video[i3d]: skipped in both (--backbones auto, no weights here), a row that is "not compared"
+    assert list(rows) == ["fd_video[vstats]", "fd_video[i3d]", "sync_offset_ms", "sync_offset_abs_ms", "in_sync_rate", "av_align"]
+    assert rows["fd_video[i3d]"]["verdict"] == "not compared" and not rows["fd_video[i3d]"]["failed"]
     assert any(n.startswith("only in the baseline, not compared: fd_audio[melstats]") for n in doc["notes"])
     for key in ("sync_offset_abs_ms", "sync_offset_ms"):  # sync_offset_ms is two-sided: judged on |offset|
         assert rows[key]["failed"] and rows[key]["verdict"] == "worse"

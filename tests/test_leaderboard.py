@@ -2,9 +2,10 @@
 
 Real runs of the procedural world, made once for the module (a tiny suite: 2 prompts × 2 samples,
 1.5 s at 96×64, three metrics): a clean run; a run of a model card whose display name is
-``<b>bold</b>`` with the audio 150 ms late; and the clean run re-scored with ``backbones="standard"``
-(its Fréchet distance is skipped: this build ships no standard weights). Built board: two tables
-(classical, standard), the late run ranked below the clean one on ``sync_offset_abs_ms``.
+``<b>bold</b>`` with the audio 150 ms late (both ``backbones="classical"``); and the clean run re-scored
+with ``backbones="auto"`` (its I3D Fréchet distance is skipped: the tests have no standard weights, so that
+evaluation is a classical one and replaces the clean run's entry). Built board: one table (classical), the
+late run ranked below the clean one on ``sync_offset_abs_ms``, the skipped FVD column shown as such.
 """
 
 from __future__ import annotations
@@ -66,11 +67,12 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     (root / "bold.yaml").write_text(CARD)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOVA_BENCH_HOME", home)
-        clean = run("procedural", str(root / "lb_set.yaml"), out=root / "runs", metrics=METRICS)
+        clean = run("procedural", str(root / "lb_set.yaml"), out=root / "runs", metrics=METRICS, backbones="classical")
         late = run(str(root / "bold.yaml"), str(root / "lb_set.yaml"), out=root / "runs", metrics=METRICS,
-                   params={"av_offset_ms": 150})
-        # the same clips re-scored with standard backbones: the top-level view is now this evaluation
-        std = evaluate_run(clean.run_dir, backbones="standard", metrics=METRICS)
+                   params={"av_offset_ms": 150}, backbones="classical")
+        # the same clips re-scored with standard backbones where present (auto; --backbones standard would
+        # exit 2 without weights): the top-level view is now this evaluation
+        std = evaluate_run(clean.run_dir, backbones="auto", metrics=METRICS)
     assert clean.n_failed == late.n_failed == std.n_failed == 0
     assert std.metrics["fd_video[i3d]"]["status"] == "skipped"
     return {"root": root, "home": Path(home), "clean_eval": clean.run_dir / "evals" / clean.eval_id,
@@ -92,9 +94,11 @@ def _tables(page: str) -> list[str]:
 
 def test_entries_are_reviewable_and_machine_free(runs, built):
     files = sorted(p.name for p in (built / "entries").glob("*.json"))
-    assert len(files) == 3  # the clean run twice (classical and standard evaluations) + the late one
+    # the clean run once: its `auto` re-score found no standard weights, so it is a classical evaluation
+    # (keys skipped for an unavailable backbone do not make it "standard") and replaced the first entry
+    assert len(files) == 2
     assert any(f.startswith("procedural-lb_set-v1-") and f.endswith("-classical.json") for f in files)
-    assert any(f.startswith("procedural-lb_set-v1-") and f.endswith("-standard.json") for f in files)
+    assert not any(f.endswith("-standard.json") for f in files)
     for f in files:
         text = (built / "entries" / f).read_text()
         doc = json.loads(text)
@@ -118,9 +122,9 @@ def test_entries_are_reviewable_and_machine_free(runs, built):
 def test_two_groups_ranking_and_missing_values(built):
     page = (built / "index.html").read_text()
     tables = _tables(page)
-    assert len(tables) == 2
-    classical, standard = (t for t in sorted(tables, key=lambda t: "standard" in t))
-    assert "classical backbones" in classical and "standard backbones" in standard
+    assert len(tables) == 1
+    classical = standard = tables[0]
+    assert "classical backbones" in classical and "standard backbones" not in classical
     # ranking: the late run (|offset| ≈ 150 ms) below the clean one, lower is better (↓), main metric first
     rows = re.findall(r"<tr[^>]*>.*?</tr>", classical.split("<tbody>")[1], flags=re.S)
     assert len(rows) == 2
@@ -137,15 +141,14 @@ def test_two_groups_ranking_and_missing_values(built):
     # CSV: one row per entry, ranks per group, the skipped value empty (NaN) with its status
     with open(built / "leaderboard.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
-    assert len(table) == 3
+    assert len(table) == 2
     by = {(r["backbones"], r["model"]): r for r in table}
     assert by[("classical", "procedural")]["rank"] == "1" and by[("classical", "bold-proc")]["rank"] == "2"
-    assert by[("standard", "procedural")]["rank"] == "1"
-    assert by[("standard", "procedural")]["fd_video[i3d]"] == ""
-    assert by[("standard", "procedural")]["fd_video[i3d] status"] == "skipped"
+    assert by[("classical", "procedural")]["fd_video[i3d]"] == ""
+    assert by[("classical", "procedural")]["fd_video[i3d] status"] == "skipped"
     assert float(by[("classical", "bold-proc")]["sync_offset_abs_ms"]) > 100
     md = (built / "leaderboard.md").read_text()
-    assert md.count("\n## ") == 2 and "— (skipped)" in md and "\\|mean abs\\|" in md
+    assert md.count("\n## ") == 1 and "— (skipped)" in md and "\\|mean abs\\|" in md
     assert "&lt;b&gt;bold&lt;/b&gt;" in md and "<b>" not in md
 
 
@@ -155,7 +158,7 @@ def test_page_is_self_contained_and_escaped(built):
     assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
     assert not re.search(r"<script[^>]*\bsrc=|<link\b|@import|https?://", page)
     assert page.count("<script>") == 1 and "script-src 'sha256-" in page
-    assert page.count('class="table-wrap"') == 2  # each table scrolls in its own container
+    assert page.count('class="table-wrap"') == 1  # each table scrolls in its own container
     schema = json.loads((built / "schema.json").read_text())
     assert schema["main_metric"]["default"] == "sync_offset_abs_ms" and schema["columns"][0] == "sync_offset_abs_ms"
 

@@ -66,7 +66,8 @@ def test_rescoring_never_regenerates_clips(tmp_path, suite_file, capsys):
     assert second["metrics"]["fd_video[vstats]"]["status"] == "ok"
     assert second["metrics"]["sync_offset_ms"] == first["metrics"]["sync_offset_ms"]
 
-    third = run_json(capsys, suite_file, tmp_path / "runs", "--metrics", "fd_video", "--backbones", "standard")
+    # auto: no weights here, so fd_video[i3d] is skipped with its fix (standard would exit 2 before any work)
+    third = run_json(capsys, suite_file, tmp_path / "runs", "--metrics", "fd_video", "--backbones", "auto")
     assert third["run_dir"] == first["run_dir"] and clip_state(run_dir) == before
     assert third["metrics"]["fd_video[i3d]"]["status"] == "skipped"
 
@@ -78,7 +79,7 @@ def test_rescoring_never_regenerates_clips(tmp_path, suite_file, capsys):
             assert (run_dir / "evals" / eid / name).is_file(), (eid, name)
     top = json.loads((run_dir / "metrics.json").read_text())
     assert top["evaluation"]["id"] == third["evaluation"]  # the top level shows the latest
-    assert set(top["metrics"]) == {"fd_video[i3d]"}
+    assert set(top["metrics"]) == {"fd_video[vstats]", "fd_video[i3d]"}
     assert third["evaluation"] in (run_dir / "report.html").read_text()
     kept = json.loads((run_dir / "evals" / second["evaluation"] / "metrics.json").read_text())
     assert kept["metrics"]["fd_video[vstats]"] == second["metrics"]["fd_video[vstats]"]

@@ -61,3 +61,40 @@ def test_sanity_rejects_unknown_groups_and_prompts(tmp_path):
     with pytest.raises(ConfigError, match="no prompt 'nope'"):
         run_sanity("impacts_set", out=str(tmp_path), prompts=["nope"], checks=("sync",))
     assert CHECK_GROUPS == ("sync", "distribution", "detector", "impacts")
+
+
+class _Outcome:
+    """The part of a run outcome the detector check reads."""
+
+    def __init__(self, auc, p, band=(0.35, 0.65)):
+        self.metrics = {"detector_auc[x]": {"value": auc, "extra": {"p_value": p, "null_band": list(band)}}}
+
+
+@pytest.mark.parametrize("p_clean, p_bad, passed", [
+    (0.87, 0.005, True),    # chance reads as chance; degraded is detected
+    (0.004, 0.005, False),  # "detectable" clean clips: a miscalibrated null would show here
+    (0.5, 0.2, False),      # degraded clips not detected
+    (None, 0.005, False),   # no permutation test ran: the check cannot pass
+])
+def test_detector_p_value_check(p_clean, p_bad, passed):
+    from mova_bench.sanity import DETECTOR_ALPHA, _check_detector_p_value
+
+    got = []
+    _check_detector_p_value(lambda *a, **k: got.append((a, k)), "detector_auc[x]", _Outcome(0.45, p_clean),
+                            _Outcome(1.0, p_bad))
+    (metric, knob, values, measured, ok, expect), _ = got[0]
+    assert metric == "detector_auc[x] p_value" and values == ["clean", "degraded"]
+    assert measured == [p_clean, p_bad] and ok is passed
+    assert f"p ≥ {DETECTOR_ALPHA:g}" in expect and "null band [0.35, 0.65]" in expect
+
+
+@pytest.mark.slow
+def test_detector_sanity_reads_chance_as_chance(tmp_path):
+    """The detector group on a few impacts prompts: AUC and permutation p-value, clean and degraded."""
+    report = run_sanity("impacts_set", out=str(tmp_path), samples_per_prompt=2,
+                        prompts=["basketball_gym", "hand_claps", "snare_hits", "footsteps_wood"], checks=("detector",))
+    checks = {c["metric"].split("]")[-1].strip() or "auc": c for c in report["checks"]}
+    assert set(checks) == {"auc", "p_value"}
+    p_clean, p_bad = checks["p_value"]["measured"]
+    assert p_clean >= 0.01 and p_bad < 0.01, checks["p_value"]
+    assert report["passed"], report["checks"]

@@ -110,7 +110,7 @@ def test_offset_sweep_follows_the_injected_offset_and_resumes(shared, capsys):
         assert p["evaluation"] and p["metrics"]["sync_offset_ms"]["status"] == "ok"
 
     frame = pd.read_csv(sweep_dir / "sweep.csv")
-    assert len(frame) == 3 * 2
+    assert len(frame) == 3 * 3  # sync_offset_ms, fd_video[vstats] and fd_video[i3d] (skipped under auto: no weights)
     assert {"av_offset_ms", "metric", "value", "ci_low", "ci_high", "n", "status"} <= set(frame.columns)
     sync = frame[frame.metric == "sync_offset_ms"].sort_values("av_offset_ms")
     assert list(sync.av_offset_ms) == [0, 100, 200] and (sync.status == "ok").all()
@@ -164,7 +164,7 @@ def test_two_parameter_grid(shared, capsys):
     import pandas as pd
 
     frame = pd.read_csv(Path(doc["sweep_dir"]) / "sweep.csv")
-    assert len(frame) == 4 * 2 and {"av_offset_ms", "video_noise"} <= set(frame.columns)
+    assert len(frame) == 4 * 3 and {"av_offset_ms", "video_noise"} <= set(frame.columns)  # + fd_video[i3d] skipped
 
 
 @pytest.mark.parametrize("bad", [
@@ -235,9 +235,9 @@ def test_failed_points_are_recorded_and_the_sweep_goes_on(tmp_path, shared, caps
     import pandas as pd
 
     frame = pd.read_csv(sweep_dir / "sweep.csv")
-    assert len(frame) == 3 * 4
+    assert len(frame) == 3 * 5  # 4 metrics + fd_video[i3d] (skipped under auto: no weights)
     rows = frame[frame.point == "av_offset_ms=100"]
-    assert len(rows) == 4 and (rows.status == "failed").all() and rows.value.isna().all()
+    assert len(rows) == 5 and (rows.status == "failed").all() and rows.value.isna().all()
     assert (frame[frame.metric == CLIP_KEY].value.isna()).all() and (frame[frame.metric == CLIP_KEY].status == "skipped").sum() == 2
     page = (sweep_dir / "report.html").read_text()
     assert "simulated: the run folder is in use" in page and "not plotted: av_offset_ms=100" in page

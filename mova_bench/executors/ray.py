@@ -15,7 +15,8 @@ Where
 Tasks
     Each item is one Ray task (``num_cpus=1``; with a ``resources`` hint, or for
     :func:`~mova_bench.pipeline.generation.generate_clip` the model card's ``resources``:
-    ``num_cpus`` = ``cpus``, ``num_gpus`` = ``gpus``). Ray reuses worker processes, and the pipeline
+    ``num_cpus`` = ``cpus``, ``num_gpus`` = ``gpus``; an analysis task whose ``wants_accelerator``
+    is true, i.e. a pretrained backbone on ``--device cuda``: one GPU). Ray reuses worker processes, and the pipeline
     keeps loaded generators and extractors per process, so weights load once per worker, not per
     clip (``max_calls=0``: Ray would otherwise restart a GPU worker after every task). The task runs
     :func:`~mova_bench.executors.base.run_task` in the worker: an exception is a
@@ -326,6 +327,8 @@ class RayExecutor(Executor):
                 yield item, run_task(fn, item)
             return
         card_resources, card_env = _generation_hints(fn, items)
+        if resources is None and card_resources is None and getattr(items[0], "wants_accelerator", False):
+            card_resources = {"num_cpus": 1, "num_gpus": 1}  # an analysis task running a backbone on CUDA
         hint = _resource_hint(resources if resources is not None else card_resources or {})
         ray = self._connect()
         results = self._results(ray, fn_blob, items, hint, card_env)

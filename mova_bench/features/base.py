@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mova_bench.errors import MediaError as _MediaError
 from mova_bench.media import DECODE_CONVENTION, DecodedClip
 
 
@@ -139,3 +140,278 @@ class FeatureExtractor:
 
     def extract(self, clip: DecodedClip) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# pretrained (torch) backbones
+# ---------------------------------------------------------------------------------------------
+
+#: models built by :meth:`TorchBackbone.load`, one per (class, parameters, device) and process
+_MODELS: dict[tuple[Any, ...], Any] = {}
+#: how often each (class, parameters, device) was built in this process (a model loads once)
+LOAD_COUNTS: dict[tuple[Any, ...], int] = {}
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` → the torch device string to use.
+
+    ``auto`` is ``cuda`` when ``torch.cuda.is_available()``, else ``cpu`` (also when torch is not
+    installed). An unavailable CUDA device raises :class:`~mova_bench.errors.ConfigError` (exit 2)."""
+    import re
+
+    from mova_bench.errors import ConfigError
+
+    spec = (device or "auto").strip().lower()
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec):
+        raise ConfigError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N (e.g. cuda:0)")
+    if spec == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        if spec == "auto":
+            return "cpu"
+        raise ConfigError(f"--device {device}: torch is not installed", fix="pip install 'mova-bench[all]', or use --device cpu") from None
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {device}: CUDA is not available to torch {torch.__version__} on this machine",
+            fix="use --device cpu (or auto), or install a CUDA build of torch and check nvidia-smi",
+        )
+    index = int(spec.partition(":")[2] or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ConfigError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})",
+                          fix=f"use --device cuda:{max(0, count - 1)} or --device auto")
+    return spec
+
+
+@functools.lru_cache(maxsize=None)
+def _dists_of(module: str) -> tuple[str, ...]:
+    """Distributions that provide top-level module ``module`` (``open_clip`` → ``open_clip_torch``)."""
+    from importlib import metadata
+
+    return tuple(sorted(set(metadata.packages_distributions().get(module.split(".")[0], ()))))
+
+
+def _weights_api():
+    """``mova_bench.weights`` (imported on use: the registry is a separate module)."""
+    from mova_bench import weights
+
+    return weights
+
+
+class _StrictNumerics:
+    """fp32 without TF32 while inside (parity with references computed in full fp32); restores the
+    previous flags on exit."""
+
+    def __enter__(self):
+        import torch
+
+        self._old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        self._grad = torch.no_grad()
+        self._grad.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        self._grad.__exit__(*exc)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._old
+        return False
+
+
+class FeatureMissing(_MediaError):
+    """This backbone cannot embed this clip (e.g. fewer frames than its window); ``detail`` says why.
+
+    A :class:`~mova_bench.errors.MediaError` with reason ``"too_short"`` (or the one given), so the
+    analysis records the clip with that reason instead of crashing; ``extractor`` names the backbone,
+    for a harness that records it as missing for that backbone only."""
+
+    def __init__(self, extractor: str, detail: str, reason: str = "too_short"):
+        self.extractor = extractor
+        super().__init__(reason, f"{extractor}: {detail}")
+
+
+class TorchBackbone(FeatureExtractor):
+    """A pretrained torch network as a feature extractor (the standard backbones: I3D, VGGish, ...).
+
+    A subclass declares what it needs on the class and implements :meth:`build` (the network from
+    verified weight files) and :meth:`embed` (one clip → arrays, ``self.model`` and ``self.device``
+    set, run under ``torch.no_grad()`` with TF32 off). The base class provides:
+
+    * :meth:`load` — builds the model once per process for each (class, parameters, device)
+      (later instances reuse it), in fp32;
+    * :meth:`extract` / :meth:`extract_batch` (default: :meth:`extract` per clip; a subclass may
+      batch; outputs must not depend on the batch size);
+    * :meth:`available` — ``(False, "pip install 'mova-bench[<extra>]'")`` when a module of the
+      extra cannot be found, ``(False, "mova-bench weights fetch <name>")`` when a weight file is
+      missing (both joined by ``; `` when both are), found without importing the modules (some
+      reference packages download at import);
+    * :meth:`cache_identity` — the weight-free identity plus the weights' SHA-256, the video needs,
+      the audio rate, whether the prompt is used, and the versions of torch, torchvision and the
+      extra's packages; never the device or batch size (results are meant to be device- and
+      batch-independent up to float rounding; the device is recorded in the evaluation spec).
+
+    Threads: torch's intra-op threads are left as the executor sets them (pool and Ray workers run
+    with ``OMP_NUM_THREADS=1``; the ``local`` executor uses torch's default), never set here.
+    """
+
+    family: ClassVar[str] = "standard"
+    weights: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    video_needs: ClassVar[tuple[Any, ...]] = ()
+    audio_rate: ClassVar[int | None] = None
+    uses_text: ClassVar[bool] = False
+    frame_level: ClassVar[bool] = False
+    metric_names: ClassVar[dict[str, str]] = {}
+    libraries: ClassVar[tuple[str, ...]] = (*NUMERIC_LIBRARIES, "torch", "torchvision")
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.model: Any = None
+        self.device: str | None = None
+        #: clips (or windows/frames, as the subclass batches) per forward pass; None = the subclass's default
+        self.batch_size: int | None = None
+
+    # -- to implement ------------------------------------------------------------------------
+
+    def build(self, paths: dict[str, Path], device: Any) -> Any:
+        """The network (a ``torch.nn.Module`` or anything callable) from the verified weight
+        files ``paths[name]``, on ``device``."""
+        raise NotImplementedError
+
+    def embed(self, clip: DecodedClip) -> dict[str, Any]:
+        """Arrays (numpy or torch) for one clip; ``self.model``/``self.device`` are set."""
+        raise NotImplementedError
+
+    # -- availability --------------------------------------------------------------------------
+
+    @classmethod
+    def missing_fixes(cls) -> list[str]:
+        """The commands that would make this backbone usable (empty when it is)."""
+        import importlib.util
+
+        fixes: list[str] = []
+        for mod in ("torch", *cls.requires):
+            try:
+                found = importlib.util.find_spec(mod) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                fixes.append(f"pip install 'mova-bench[{cls.extra or 'all'}]'")
+                break
+        try:
+            api = _weights_api()
+        except ImportError:
+            api = None
+        for name in cls.weights:
+            try:
+                present = api is not None and api.is_present(name)
+            except Exception:  # noqa: BLE001 - an unknown name or unreadable registry: not usable either
+                present = False
+            if not present:
+                fixes.append(f"mova-bench weights fetch {name}")
+        return fixes
+
+    def available(self) -> tuple[bool, str]:
+        fixes = self.missing_fixes()
+        return (not fixes, "; ".join(fixes))
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            **super().preprocessing(),
+            "video_needs": [n.identity() for n in self.video_needs],
+            "audio_rate": self.audio_rate,
+            "uses_text": self.uses_text,
+            "precision": "fp32, no TF32",
+        }
+
+    def weights_identity(self) -> dict[str, str | None]:
+        """``{weights name: sha256}`` from the weights registry (the verified file's hash)."""
+        api = _weights_api()
+        out: dict[str, str | None] = {}
+        for name in self.weights:
+            # the verified file's own hash: entries without a published hash (VGGish, ...) have no pin
+            # to stand for the file, and two different files must never share cached features
+            try:
+                out[name] = api.verified_sha256(name) if api.is_present(name) else api.get_entry(name).sha256
+            except Exception:  # noqa: BLE001 - unknown name / unreadable file: the pin, then nothing
+                out[name] = getattr(api.get_entry(name), "sha256", None)
+        return out
+
+    def cache_identity(self) -> dict[str, Any]:
+        ident = super().cache_identity()
+        ident["weights_sha256"] = self.weights_identity()
+        libs = dict(ident["libraries"])
+        for mod in self.requires:
+            for dist in _dists_of(mod) or (mod,):
+                libs[dist] = library_version(dist)
+        ident["libraries"] = libs
+        return ident
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _model_key(self, device: str) -> tuple[Any, ...]:
+        import json
+
+        # the weights' hashes too: a re-registered or re-fetched file builds a new model
+        return (type(self).__module__, type(self).__qualname__, json.dumps(self.params, sort_keys=True, default=str), device,
+                json.dumps(self.weights_identity(), sort_keys=True))
+
+    def load(self, device: str | None = "cpu") -> Any:
+        """Build the network on ``device`` once per process (``auto`` resolves as
+        :func:`resolve_device`); an unusable backbone raises
+        :class:`~mova_bench.errors.MissingDependencyError` naming the fix."""
+        from mova_bench.errors import MissingDependencyError
+
+        from mova_bench.errors import MovaBenchError
+
+        dev = resolve_device(device)
+        try:
+            key = self._model_key(dev)
+        except MovaBenchError:  # e.g. a weights name the registry does not know
+            key = None
+        if key is None or key not in _MODELS:
+            fixes = self.missing_fixes()
+            if fixes:
+                raise MissingDependencyError(f"backbone {self.name!r} is not usable here", fix="; ".join(fixes))
+            key = key or self._model_key(dev)
+            api = _weights_api()
+            paths = {name: Path(api.resolve(name)) for name in self.weights}
+            import torch
+
+            with _StrictNumerics():
+                model = self.build(paths, torch.device(dev))
+                if isinstance(model, torch.nn.Module):
+                    model = model.float().to(dev).eval()
+            _MODELS[key] = model
+            LOAD_COUNTS[key] = LOAD_COUNTS.get(key, 0) + 1
+        self.model, self.device = _MODELS[key], dev
+        return self.model
+
+    @staticmethod
+    def _to_numpy(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+        out = {}
+        for k, v in arrays.items():
+            if hasattr(v, "detach"):
+                v = v.detach().to("cpu").numpy()
+            arr = np.asarray(v)
+            out[k] = arr.astype(np.float32) if arr.dtype.kind == "f" else arr
+        return out
+
+    def extract(self, clip: DecodedClip) -> dict[str, np.ndarray]:
+        if self.model is None:
+            self.load(self.device or "cpu")
+        with _StrictNumerics():
+            return self._to_numpy(self.embed(clip))
+
+    def extract_batch(self, clips: list[DecodedClip]) -> list[dict[str, np.ndarray]]:
+        """One result per clip, in order (default: :meth:`extract` per clip)."""
+        return [self.extract(c) for c in clips]

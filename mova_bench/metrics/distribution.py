@@ -11,6 +11,17 @@ distance works from either; KID needs per-clip features on both sides.
 
 Uncertainty: the 95% CI is a percentile bootstrap over the *generated* clips (seeded); the
 reference set is held fixed (it is the yardstick, not the thing measured).
+
+Display names ("FVD", "FAD") come from the backbone: a registered extractor class's
+``metric_names`` (e.g. ``{"fd_audio": "FAD"}`` on VGGish) names the metric on that backbone.
+
+Frame-level backbones (``frame_level = True``, output ``"frames"`` (n_i, D) per clip, e.g. VGGish's
+0.96 s frames): FD and KID pool every frame row of every clip (the FAD convention of Google's FAD
+and fadtk: one Gaussian over all frame embeddings of a set), so a clip weighs by its frame count.
+``n`` stays the number of clips and ``extra.n_rows`` is the number of pooled rows. The bootstrap
+resamples *clips* (all frames of a drawn clip enter together, since frames of one clip are not
+independent samples); KID's subsets are drawn over rows as usual. FD∞ is not computed for them
+(its subsets would split clips).
 """
 
 from __future__ import annotations
@@ -33,9 +44,77 @@ from mova_bench.metrics.frechet import (
 from mova_bench.metrics.kid import MAX_GEN_KERNEL, N_SUBSETS, SUBSET_SIZE, kid_values, kid_values_and_bootstrap
 from mova_bench.stats import CI_LEVEL, MIN_PERCENTILE_RESAMPLES, bootstrap_interval, percentile_interval
 
-#: display names that are earned only by the standard backbone of the literature
-STANDARD_DISPLAY = {("fd_video", "i3d"): "FVD", ("fd_audio", "vggish"): "FAD"}
 
+
+def backbone_class(backbone: str | None) -> Any:
+    """The registered extractor class called ``backbone``, or None (unknown, or not importable)."""
+    from mova_bench.errors import MovaBenchError
+    from mova_bench.registry import features as feature_registry
+
+    if not backbone or backbone not in feature_registry:
+        return None
+    try:
+        return feature_registry.get(backbone)
+    except MovaBenchError:
+        return None
+
+
+def standard_display(metric: str, backbone: str | None) -> str | None:
+    """The literature's name of ``metric`` on ``backbone`` ("FVD", "FAD"), from the backbone class's
+    ``metric_names``; None when it has none (a weight-free backbone never earns one)."""
+    cls = backbone_class(backbone)
+    return (getattr(cls, "metric_names", None) or {}).get(metric) if cls is not None else None
+
+
+def is_frame_level(backbone: str | None) -> bool:
+    cls = backbone_class(backbone)
+    return bool(getattr(cls, "frame_level", False)) if cls is not None else False
+
+
+def embedding_rows(fs: FeatureSet, backbone: str) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """(clip ids, rows, owner) of one side: per-clip ``"embedding"`` rows, or for a frame-level
+    backbone every ``"frames"`` row of every clip pooled, ``owner[i]`` = index (in ids) of row i's
+    clip (None for per-clip rows). A clip with a non-finite row is left out whole."""
+    if not is_frame_level(backbone):
+        ids, x = fs.matrix(backbone)
+        return ids, x, None
+    per = fs.features.get(backbone, {})
+    ids, blocks = [], []
+    for c in fs.clip_ids:
+        if c not in per or "frames" not in per[c]:
+            continue
+        f = np.asarray(per[c]["frames"], dtype=np.float64)
+        f = f[None] if f.ndim == 1 else f.reshape(len(f), -1)
+        if len(f) == 0:
+            continue
+        ids.append(c)
+        blocks.append(f)
+    if not ids:
+        return [], np.zeros((0, 0)), np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(ids)), [len(b) for b in blocks])
+    return ids, np.concatenate(blocks), owner
+
+
+def _finite_clips(ids: list[str], x: np.ndarray, owner: np.ndarray | None):
+    """Like :func:`_finite_rows` for pooled frames: a clip with any non-finite row is dropped whole."""
+    if owner is None:
+        ids, x, bad = _finite_rows(ids, x)
+        return ids, x, None, bad
+    if x.size == 0:
+        return ids, x, owner, []
+    row_ok = np.isfinite(x).all(axis=1)
+    clip_ok = np.ones(len(ids), bool)
+    np.logical_and.at(clip_ok, owner, row_ok)
+    bad = [c for c, ok in zip(ids, clip_ok) if not ok]
+    if not bad:
+        return ids, x, owner, []
+    keep = clip_ok[owner]
+    new_index = np.cumsum(clip_ok) - 1
+    return [c for c, ok in zip(ids, clip_ok) if ok], x[keep], new_index[owner[keep]], bad
+
+#: appended to the convention of FD/KID on a frame-level backbone
+FRAME_POOLING = (" Frame-level backbone: every frame row of every clip pooled (FAD convention: one distribution over "
+                 "all frame embeddings), subsets and sizes in rows; the bootstrap resamples clips, each with all its frames.")
 FD_BOOT = 200  # bootstrap resamples for the FD CI
 FD_BOOT_MIN = 20
 #: FD∞ from generated-side subsets only leaves the reference's bias in: warn below this n_ref/n_gen
@@ -68,6 +147,60 @@ def _dropped_warning(side: str, bad: list[str]) -> list[str]:
         return []
     shown = ", ".join(bad[:5]) + (" …" if len(bad) > 5 else "")
     return [f"{len(bad)} {side} clip(s) left out: their features hold NaN/inf ({shown})"]
+
+
+def _fd_bootstrap_clips(x: np.ndarray, owner: np.ndarray, mu_r: np.ndarray, cov_r: np.ndarray, n_boot: int,
+                        seed: int) -> np.ndarray:
+    """FD of ``n_boot`` resamples of the generated *clips* (with replacement) for pooled frame rows
+    ``x`` (``owner[i]``: clip of row i): a drawn clip brings all its rows, so a resample has a
+    varying number N* of rows; mean and (N*−1) covariance are the row-weighted ones (as
+    :func:`_fd_bootstrap`, weights = the clip's draw count on each of its rows)."""
+    n_clips = int(owner.max()) + 1
+    factor = sqrt_factor(cov_r)
+    xb = x @ factor
+    base = float(np.trace(cov_r))
+    rng = np.random.default_rng([seed, 0xFD, 1])
+    out = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        w = np.bincount(rng.integers(0, n_clips, size=n_clips), minlength=n_clips)[owner].astype(np.float64)
+        n = float(w.sum())
+        mu = (w @ x) / n
+        z = xb - mu @ factor
+        tr_sqrt = sqrt_eigenvalue_sum((z.T * w) @ z / (n - 1))
+        c = x - mu
+        tr_cov = float(w @ np.einsum("ij,ij->i", c, c)) / (n - 1)
+        out[b] = frechet_from_parts(mu - mu_r, tr_cov, base, tr_sqrt)
+    return out
+
+
+def _kid_clip_bootstrap(x: np.ndarray, y: np.ndarray, owner: np.ndarray, *, n_boot: int, n_subsets: int,
+                        seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(per-subset MMD²_u over pooled rows, KID of ``n_boot`` clip resamples or None when the
+    generated kernel is too large). A resample draws clips with replacement; each subset takes m
+    of its rows without replacement (topped up with repeats when it has fewer than m rows; copies
+    never pair in the generated-generated term, see ``kid._SubsetKernelSums``)."""
+    from mova_bench.metrics.kid import COEF, DEGREE, _indicator, _prepare
+
+    x, subsets, m, sums = _prepare(x, y, None, n_subsets, seed, DEGREE, None, COEF)
+    n_g = len(x)
+    values = sums.values(_indicator(n_g, subsets))
+    if sums.k_gg is None:
+        return values, None
+    n_clips = int(owner.max()) + 1
+    rng = np.random.default_rng([seed, 0xB007, 1])
+    out = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
+        counts = np.bincount(rng.integers(0, n_clips, size=n_clips), minlength=n_clips)
+        rows = np.repeat(np.arange(n_g), counts[owner])
+        c = np.empty((n_g, len(subsets)))
+        for s in range(len(subsets)):
+            if len(rows) >= m:
+                pick = rows[rng.choice(len(rows), m, replace=False)]
+            else:
+                pick = np.concatenate([rows, rows[rng.integers(0, len(rows), size=m - len(rows))]])
+            c[:, s] = np.bincount(pick, minlength=n_g)
+        out[b] = float(np.mean(sums.values(c)))
+    return values, out
 
 
 def _fd_bootstrap(x: np.ndarray, mu_r: np.ndarray, cov_r: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -109,7 +242,7 @@ class _EmbeddingDistance(Metric):
 
     def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
         res = super().result(value, status=status, **kw)
-        standard = STANDARD_DISPLAY.get((self.name, self.backbone))
+        standard = standard_display(self.name, self.backbone)
         if standard:
             res.display_name = f"{standard} [{self.backbone}]"
         return res
@@ -119,12 +252,13 @@ class _EmbeddingDistance(Metric):
         bb = self.backbone or ""
         if ref is None:
             return self.skipped_no_reference()
-        gids, x = gen.matrix(bb)
-        gids, x, bad_g = _finite_rows(gids, x)
+        gids, x, owner = embedding_rows(gen, bb)
+        gids, x, owner, bad_g = _finite_clips(gids, x, owner)
         warnings = _dropped_warning("generated", bad_g)
-        rids, y = ref.matrix(bb)
-        rids, y, bad_r = _finite_rows(rids, y)
+        rids, y, r_owner = embedding_rows(ref, bb)
+        rids, y, _, bad_r = _finite_clips(rids, y, r_owner)
         warnings += _dropped_warning("reference", bad_r)
+        self._owner = owner  # pooled frame rows → their clip (None: one row per clip)
         stats = ref.stats.get(bb) if not rids else None
         same = same_files_warning(gen, ref, gids, rids) if rids else None
         if same:
@@ -139,7 +273,7 @@ class _EmbeddingDistance(Metric):
                 f"{len(rids)} reference clip(s) with {bb!r} features and no precomputed {bb!r} statistics; need at least 2",
                 fix=FEW_CLIPS_FIX, n=len(gids), warnings=warnings,
             )
-        n_ref = len(rids) if stats is None else int(stats.n)
+        n_ref = (len(rids) if r_owner is None else len(y)) if stats is None else int(stats.n)
         dim_ref = y.shape[1] if stats is None else stats.dim
         if dim_ref != x.shape[1]:
             return self.result(
@@ -185,7 +319,8 @@ class _Frechet(_EmbeddingDistance):
         else:
             mu_r, cov_r = stats.mean, stats.cov
         mu_g, cov_g = mean_cov(x, "generated features")
-        for side, n in (("generated set", len(gids)), ("reference set", n_ref)):
+        owner = self._owner
+        for side, n in (("generated set", len(x)), ("reference set", n_ref)):
             warning = singular_covariance_warning(side, n, dim)
             if warning:
                 warnings.append(warning)
@@ -193,10 +328,16 @@ class _Frechet(_EmbeddingDistance):
         mean_term = float(np.sum((mu_g - mu_r) ** 2))
 
         n_boot = int(self.options.get("n_boot", default_fd_boot(len(x), dim)))
-        boots = _fd_bootstrap(x, mu_r, cov_r, n_boot, seed)
+        if owner is None:
+            boots = _fd_bootstrap(x, mu_r, cov_r, n_boot, seed)
+        else:
+            boots = _fd_bootstrap_clips(x, owner, mu_r, cov_r, n_boot, seed)
         lo, hi, ci_method = bootstrap_interval(boots, estimate=value, level=CI_LEVEL, recentre=True)
         lo = None if lo is None else max(0.0, lo)  # FD ≥ 0
-        fd_inf = self._fd_infinity(x, y, mu_r, cov_r, n_ref, dim, seed)
+        if owner is None:
+            fd_inf = self._fd_infinity(x, y, mu_r, cov_r, n_ref, dim, seed)
+        else:
+            fd_inf = {"value": None, "reason": "not computed for a frame-level backbone (its subsets would split clips)"}
         if fd_inf.get("warning"):
             warnings.append(fd_inf["warning"])
         res = self.result(
@@ -208,9 +349,10 @@ class _Frechet(_EmbeddingDistance):
                 "n_boot": n_boot, "ci_method": f"bootstrap over generated clips: {ci_method}",
                 "bootstrap_median": float(np.median(boots)),
                 "fd_infinity": fd_inf,
+                **({} if owner is None else {"n_rows": len(x), "pooling": "frames"}),
             },
         )
-        res.convention = self.describe_convention(self.backbone, dim, n_boot)
+        res.convention = self.describe_convention(self.backbone, dim, n_boot) + (FRAME_POOLING if owner is not None else "")
         return res
 
     @staticmethod
@@ -268,7 +410,14 @@ class _KID(_EmbeddingDistance):
         m = min(SUBSET_SIZE, len(x), len(y))
         n_boot = int(self.options.get("n_boot", KID_BOOT))
         lo = hi = None
-        if len(x) <= MAX_GEN_KERNEL:
+        owner = self._owner
+        if owner is not None:
+            vals, boots = _kid_clip_bootstrap(x, y, owner, n_boot=n_boot, n_subsets=n_subsets, seed=seed)
+            if boots is not None:
+                lo, hi = percentile_interval(boots, level=CI_LEVEL)
+            else:
+                warnings.append(f"no CI: the KID bootstrap keeps an n×n kernel of rows and n={len(x)} > {MAX_GEN_KERNEL}")
+        elif len(x) <= MAX_GEN_KERNEL:
             vals, boots = kid_values_and_bootstrap(x, y, n_boot=n_boot, n_subsets=n_subsets, seed=seed)
             lo, hi = percentile_interval(boots, level=CI_LEVEL)
         else:
@@ -281,9 +430,10 @@ class _KID(_EmbeddingDistance):
                 "n_ref": n_ref, "dim": x.shape[1], "backbone": self.backbone, "std": std,
                 "subset_size": m, "n_subsets": n_subsets, "n_boot": n_boot if lo is not None else 0,
                 "reference": "clips",
+                **({} if owner is None else {"n_rows": len(x), "pooling": "frames"}),
             },
         )
-        res.convention = self.describe_convention(self.backbone, x.shape[1], m)
+        res.convention = self.describe_convention(self.backbone, x.shape[1], m) + (FRAME_POOLING if owner is not None else "")
         return res
 
 
@@ -323,4 +473,4 @@ class KIDAudio(_KID):
     default_backbone = "melstats"
 
 
-__all__ = ["FrechetVideo", "FrechetAudio", "KIDVideo", "KIDAudio", "RunningStats", "STANDARD_DISPLAY"]
+__all__ = ["FrechetVideo", "FrechetAudio", "KIDVideo", "KIDAudio", "RunningStats", "embedding_rows", "standard_display"]

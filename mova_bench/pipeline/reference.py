@@ -209,8 +209,10 @@ def build_reference_stats(out: str, *, suite_name: str | None = None, clips: str
                                       geometry=None, specs=specs, executor=ex)
         domain = "clips"
     stats = {}
+    from mova_bench.metrics.distribution import embedding_rows
+
     for b in backbones:
-        ids, x = fs.matrix(b)
+        ids, x, _ = embedding_rows(fs, b)  # a frame-level backbone's stats are over all frame rows
         if not ids:
             raise ConfigError(f"no usable reference clip for backbone {b!r}")
         st = RunningStats.from_features(x)

@@ -25,12 +25,14 @@ from mova_bench.executors.base import DEFAULT_EXECUTOR
 from mova_bench.media import file_sha256
 from mova_bench.metrics.base import Metric
 from mova_bench.pipeline.analysis import analyse_set, extractor_specs
+from mova_bench.pipeline.analysis import runtime as analysis_runtime
 from mova_bench.pipeline.generation import generate_set
 from mova_bench.pipeline.ingest import folder_rows, probe_geometry, read_run, verify_rows
 from mova_bench.pipeline.outputs import RunOutcome, write_evaluation
 from mova_bench.pipeline.reference import LEARNED_VS_ORACLE_WARNING, reference_features, resolve_reference
 from mova_bench.pipeline.requests import Geometry, build_requests, check_counts, generation_geometry
 from mova_bench.pipeline.scoring import compute_metrics, select_metrics
+from mova_bench.profiles import apply_profile, profile_spec_name, profile_specs
 from mova_bench.store import ensure_folder, exclusive_folder, read_json, slug, spec_hash, write_json_atomic
 from mova_bench.suites import Suite, load_suite
 
@@ -70,27 +72,66 @@ def _geometry_warning(scored: Geometry | None, ref_geo: dict[str, Any] | None) -
             "distances and the detector")
 
 
+def uses_torch_backbones(metric_objs: list[Metric]) -> bool:
+    """True when a metric that will run needs a pretrained (torch) backbone."""
+    from mova_bench.features.base import TorchBackbone
+    from mova_bench.registry import features as feature_registry
+
+    for m in metric_objs:
+        if getattr(m, "unavailable", None):
+            continue
+        for r in m.required_extractors():
+            if r and r in feature_registry and issubclass(feature_registry.get(r), TorchBackbone):
+                return True
+    return False
+
+
+def check_device(device: str | None, batch_size: int | None, metric_objs: list[Metric]) -> str:
+    """The resolved torch device of an evaluation (before any work; exit 2 when unusable).
+
+    ``auto``/``cpu`` without pretrained backbones resolve to "cpu" without importing torch; an
+    explicit ``cuda[:N]`` is always checked."""
+    from mova_bench.features.base import resolve_device
+
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"--batch-size {batch_size!r}: expected an integer ≥ 1", fix="e.g. --batch-size 16, or leave it out")
+    spec = (device or "auto").strip().lower()
+    if spec in ("auto", "cpu") and not uses_torch_backbones(metric_objs):
+        return resolve_device("cpu") if spec == "cpu" else "cpu"
+    return resolve_device(spec)
+
+
 def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, learned: bool, geometry: Geometry | None,
            metric_objs: list[Metric], backbones: str, reference: str | None, seed: int, executor,
-           use_cache: bool, header: dict[str, Any], inputs: dict[str, Any], timings: dict[str, float]) -> RunOutcome:
+           use_cache: bool, header: dict[str, Any], inputs: dict[str, Any], timings: dict[str, float],
+           device: str = "cpu", batch_size: int | None = None) -> RunOutcome:
     """One evaluation of a run's clips, written to ``evals/<id>/`` and shown at the top level."""
     ref = resolve_reference(suite, reference)
     if use_cache or ref.get("kind") == "procedural":
         ensure_folder(cache_home(), "MOVA_BENCH_HOME folder (feature cache and reference sets)", fix=HOME_FIX)
-    specs = extractor_specs(metric_objs, suite)
+    specs = profile_specs(metric_objs, extractor_specs(metric_objs, suite))  # a profile's analyzer params
     evaluation = {"v": EVAL_SPEC_VERSION, "metrics": [m.key for m in metric_objs], "backbones": backbones,
-                  "reference": ref, "profile": "default", "bootstrap_seed": seed,
+                  "reference": ref, "profile": profile_spec_name(metric_objs), "bootstrap_seed": seed,
                   "analysis": [[s.name, dict(s.params)] for s in specs]}
+    torch_used = uses_torch_backbones(metric_objs)
+    if torch_used:  # recorded, never part of a feature's cache key (weight-free evaluations keep their ids)
+        evaluation["device"] = "cuda" if device.startswith("cuda") else "cpu"
+    inputs = {**inputs, "device": device, "batch_size": batch_size}
     eval_id = spec_hash(evaluation)
     eval_dir = ensure_folder(run_dir / "evals" / eval_id, "evaluation folder", fix=OUT_FIX)
     if not (eval_dir / "eval_spec.json").exists():
         write_json_atomic(eval_dir / "eval_spec.json", evaluation)
     log(f"evaluation {eval_id}: {len(evaluation['metrics'])} metric(s), backbones {backbones}, reference {ref.get('kind')}")
     ex = executor
+    if torch_used and device.startswith("cuda") and getattr(ex, "name", "") == "pool":
+        # one GPU model in this process, not one copy per pool worker (as for GPU generators)
+        log(f"analysis runs in this process on {device} (--executor ray spreads GPU analysis over a cluster)")
+        ex = get_executor("local")
     rows = [dict(r) for r in rows]  # analysis failures belong to this evaluation, not to the manifest
     t0 = time.perf_counter()
-    gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
-    ref_fs, ref_info = reference_features(ref, suite=suite, geometry=geometry, specs=specs, executor=ex, use_cache=use_cache)
+    with analysis_runtime(device=device, batch_size=batch_size):
+        gen_fs, gstats = analyse_set(rows, specs, ex, desc="analysing clips", use_cache=use_cache)
+        ref_fs, ref_info = reference_features(ref, suite=suite, geometry=geometry, specs=specs, executor=ex, use_cache=use_cache)
     timings["analyse_s"] = round(time.perf_counter() - t0, 3)
     warnings = []
     if ref_info.get("domain") == "procedural" and learned:
@@ -104,6 +145,8 @@ def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, le
     results = compute_metrics(metric_objs, gen_fs, ref_fs, seed, stale=ref_info.get("stale"))
     timings["metrics_s"] = round(time.perf_counter() - t0, 3)
     inputs = {**inputs, "reference": ref_info, "cache": {"hits": gstats["cache_hits"], "clips_decoded": gstats["decoded"]}}
+    if gstats.get("missing"):
+        inputs["missing_features"] = gstats["missing"]
     evaluation_doc = {"id": eval_id, "path": f"evals/{eval_id}", "spec": evaluation}
     return write_evaluation(run_dir, eval_dir, rows, results, gen_fs, evaluation=evaluation_doc, reference=ref_info,
                             header={**header, "geometry": geometry.to_json() if geometry else None}, inputs=inputs,
@@ -128,7 +171,8 @@ def _title(name: str, suite: Suite | None, set_params: dict[str, Any]) -> str:
 def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: int | None = None,
         samples_per_prompt: int | None = None, params: dict[str, Any] | None = None,
         backbones: str = "auto", metrics: list[str] | None = None, executor: str = DEFAULT_EXECUTOR,
-        use_cache: bool = True, reference: str | None = None, workers: int | None = None) -> RunOutcome:
+        use_cache: bool = True, reference: str | None = None, workers: int | None = None,
+        device: str = "auto", batch_size: int | None = None, profile: str | None = None) -> RunOutcome:
     """Generate the suite's clips with ``model`` (resuming what exists) and evaluate them."""
     t_start = time.perf_counter()
     suite = load_suite(suite_name)
@@ -143,7 +187,9 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     requests = build_requests(suite, card, seed=seed, samples_per_prompt=n, geometry=geometry)
     for req in requests:
         generator.validate_request(req)
-    metric_objs = select_metrics(metrics, backbones)
+    # missing weights/extras and an unknown --profile exit 2 here, before any work
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))
+    device = check_device(device, batch_size, metric_objs)
     resolve_reference(suite, reference)  # a bad --reference fails before a folder is made
     spec = {
         "kind": "run", "model": card.name, "model_params": generator.params, "suite": suite.name,
@@ -155,12 +201,13 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
         run_dir = _run_folder(out, f"{slug(card.name)}-{slug(suite.name)}-{spec_hash(spec)}")
         return _run_in(run_dir, ex, suite=suite, card=card, spec=spec, requests=requests, generator=generator,
                        set_params=set_params, geometry=geometry, seed=seed, n=n, metric_objs=metric_objs,
-                       backbones=backbones, reference=reference, use_cache=use_cache, t_start=t_start)
+                       backbones=backbones, reference=reference, use_cache=use_cache, t_start=t_start,
+                       device=device, batch_size=batch_size)
 
 
 def _run_in(run_dir: Path, ex, *, suite: Suite, card, spec: dict[str, Any], requests, generator, set_params,
             geometry: Geometry, seed: int, n: int, metric_objs, backbones: str, reference: str | None,
-            use_cache: bool, t_start: float) -> RunOutcome:
+            use_cache: bool, t_start: float, device: str = "cpu", batch_size: int | None = None) -> RunOutcome:
     timings: dict[str, float] = {}
     with exclusive_folder(run_dir):
         context = {"suite_file": suite.source, "model_card": card.source, "geometry": geometry.to_json(),
@@ -184,27 +231,30 @@ def _run_in(run_dir: Path, ex, *, suite: Suite, card, spec: dict[str, Any], requ
         timings["total_before_eval_s"] = round(time.perf_counter() - t_start, 3)
         return _score(run_dir, rows, suite=suite, learned=bool(card.learned), geometry=geometry, metric_objs=metric_objs,
                       backbones=backbones, reference=reference, seed=seed, executor=ex, use_cache=use_cache,
-                      header=header, inputs=inputs, timings=timings)
+                      header=header, inputs=inputs, timings=timings, device=device, batch_size=batch_size)
 
 
 def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
              out: str | os.PathLike = "runs", backbones: str = "auto", metrics: list[str] | None = None,
-             executor: str = DEFAULT_EXECUTOR, seed: int = 0, use_cache: bool = True, workers: int | None = None) -> RunOutcome:
+             executor: str = DEFAULT_EXECUTOR, seed: int = 0, use_cache: bool = True, workers: int | None = None,
+             device: str = "auto", batch_size: int | None = None, profile: str | None = None) -> RunOutcome:
     """Evaluate a folder of clips generated elsewhere (the files are read, never modified)."""
     clips_dir = Path(clips).expanduser().resolve()
     suite = load_suite(suite_name) if suite_name else None
     rows = folder_rows(clips_dir, suite)
     if not rows:
         raise ConfigError(f"--clips {str(clips_dir)!r} holds no video files; expected .mp4 clips")
-    metric_objs = select_metrics(metrics, backbones)
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))
+    device = check_device(device, batch_size, metric_objs)
     resolve_reference(suite, reference)
     with _open_executor(executor, workers) as ex:
         return _evaluate_in(clips_dir, rows, ex, suite=suite, metric_objs=metric_objs, backbones=backbones,
-                            reference=reference, out=out, seed=seed, use_cache=use_cache)
+                            reference=reference, out=out, seed=seed, use_cache=use_cache,
+                            device=device, batch_size=batch_size)
 
 
 def _evaluate_in(clips_dir: Path, rows, ex, *, suite: Suite | None, metric_objs, backbones: str, reference: str | None,
-                 out, seed: int, use_cache: bool) -> RunOutcome:
+                 out, seed: int, use_cache: bool, device: str = "cpu", batch_size: int | None = None) -> RunOutcome:
     listing = {r["clip_id"]: r["content_hash"] for r in rows}
     spec = {"kind": "clips", "clips": str(clips_dir), "suite": suite.name if suite else None,
             "suite_version": suite.version if suite else None,
@@ -227,12 +277,13 @@ def _evaluate_in(clips_dir: Path, rows, ex, *, suite: Suite | None, metric_objs,
         inputs = {"clips_dir": str(clips_dir), "suite_file": suite.source if suite else None, "spec": spec}
         return _score(run_dir, rows, suite=suite, learned=True, geometry=geometry, metric_objs=metric_objs,
                       backbones=backbones, reference=reference, seed=seed, executor=ex, use_cache=use_cache,
-                      header=header, inputs=inputs, timings={})
+                      header=header, inputs=inputs, timings={}, device=device, batch_size=batch_size)
 
 
 def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, reference: str | None = None,
                  backbones: str = "auto", metrics: list[str] | None = None, executor: str = DEFAULT_EXECUTOR,
-                 use_cache: bool = True, workers: int | None = None) -> RunOutcome:
+                 use_cache: bool = True, workers: int | None = None, device: str = "auto",
+                 batch_size: int | None = None, profile: str | None = None) -> RunOutcome:
     """Re-score an existing run folder (``evaluate --run``): its clips are verified, never regenerated."""
     run_dir = Path(run_dir).expanduser().resolve()
     doc, rows = read_run(run_dir)
@@ -251,15 +302,17 @@ def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, r
                 f"{suite.fingerprint()} ≠ {spec['suite_fingerprint']}): its prompts or reference may differ",
                 fix="restore the suite, start a new run with it, or pass --suite to score against it knowingly",
             )
-    metric_objs = select_metrics(metrics, backbones)
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))
+    device = check_device(device, batch_size, metric_objs)
     resolve_reference(suite, reference)
     with _open_executor(executor, workers) as ex:
         return _evaluate_run_in(run_dir, doc, rows, ex, suite=suite, metric_objs=metric_objs, backbones=backbones,
-                                reference=reference, use_cache=use_cache)
+                                reference=reference, use_cache=use_cache, device=device, batch_size=batch_size)
 
 
 def _evaluate_run_in(run_dir: Path, doc: dict[str, Any], rows, ex, *, suite: Suite | None, metric_objs,
-                     backbones: str, reference: str | None, use_cache: bool) -> RunOutcome:
+                     backbones: str, reference: str | None, use_cache: bool, device: str = "cpu",
+                     batch_size: int | None = None) -> RunOutcome:
     spec = doc.get("spec") or {}
     with exclusive_folder(run_dir):
         rows = verify_rows(rows)
@@ -280,4 +333,4 @@ def _evaluate_run_in(run_dir: Path, doc: dict[str, Any], rows, ex, *, suite: Sui
         inputs = {"run_dir": str(run_dir), "suite_file": suite.source if suite else None, "spec": spec}
         return _score(run_dir, rows, suite=suite, learned=learned, geometry=geometry, metric_objs=metric_objs,
                       backbones=backbones, reference=reference, seed=int(spec.get("seed") or 0), executor=ex,
-                      use_cache=use_cache, header=header, inputs=inputs, timings={})
+                      use_cache=use_cache, header=header, inputs=inputs, timings={}, device=device, batch_size=batch_size)

@@ -129,14 +129,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _unavailable_summary(metrics: dict[str, dict[str, Any]]) -> tuple[list[str], str | None]:
+    """(keys skipped only because their pretrained backbone is not installed here, one line naming
+    them and every command that would make them run), so a default `auto` run on a machine without
+    weights prints one note instead of a skipped line per standard metric."""
+    keys = [k for k, m in metrics.items() if m.get("status") == "skipped"
+            and ((m.get("extra") or {}).get("backbone_unavailable"))]
+    if not keys:
+        return [], None
+    fixes: list[str] = []
+    for k in keys:
+        for part in str(metrics[k].get("fix") or "").split("; "):
+            if part and part not in fixes:
+                fixes.append(part)
+    fetch = [f.split()[-1] for f in fixes if f.startswith("mova-bench weights fetch ")]
+    other = [f for f in fixes if not f.startswith("mova-bench weights fetch ")]
+    how = ([f"mova-bench weights fetch {' '.join(fetch)}" if len(fetch) == 1 else
+            "mova-bench weights fetch NAME for " + ", ".join(fetch)] if fetch else []) + other
+    line = (f"{len(keys)} standard-backbone metric(s) skipped, their pretrained weights or packages are not here "
+            f"({', '.join(keys)}); to compute them: {'; '.join(how) or 'see the report'} "
+            "(or --backbones classical to leave them out)")
+    return keys, line
+
+
 def _print_human(outcome) -> None:
-    width = max((len(k) for k in outcome.metrics), default=10)
+    hidden, summary = _unavailable_summary(outcome.metrics)
+    width = max((len(k) for k in outcome.metrics if k not in hidden), default=10)
     for key, m in outcome.metrics.items():
+        if key in hidden:
+            continue
         if m["status"] == "ok":
             ci = f"  95% CI [{m['ci_low']:.4g}, {m['ci_high']:.4g}]" if m.get("ci_low") is not None else ""
             print(f"  {key:<{width}}  {m['value']:.4g} {m.get('unit') or ''}{ci}  n={m['n']}", file=sys.stderr)
         else:
             print(f"  {key:<{width}}  {m['status']}: {m.get('reason')}", file=sys.stderr)
+    if summary:
+        print(f"  note: {summary}", file=sys.stderr)
     for note in outcome.notes:
         print(f"  {note}", file=sys.stderr)
     if outcome.n_failed:

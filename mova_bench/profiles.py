@@ -123,8 +123,24 @@ PROFILES: dict[str, Profile] = {
     ),
     "av-benchmark": Profile(
         "av-benchmark",
-        "hkchengrex/av-benchmark where its metrics overlap ours (defines none yet: all of its metrics need "
-        "pretrained backbones)",
+        "hkchengrex/av-benchmark where its metrics overlap ours: its LAION-CLAP checkpoint and audio loader for "
+        "the CLAP score; its PANNs, VGGish and Synchformer conventions are already ours",
+        analysis={"laion-clap": {"checkpoint": "music-speech", "remove_dc": True}},
+        conventions={
+            "clap_score": (
+                "Profile av-benchmark: LAION-CLAP score as av_bench/extract.py + evaluate.py of "
+                "github.com/hkchengrex/av-benchmark at 050a5cd: HTSAT-base music_speech_audioset_epoch_15_esc_89.98 "
+                "(no fusion), audio mono (channel mean) with its mean removed, at 48 kHz, embedded with "
+                "get_audio_embedding_from_data(use_tensor=True) (no int16 round trip; shorter than 10 s: repeated then "
+                "zero-padded), text embedding of the prompt; score = cosine, mean over clips. Differences: the audio is "
+                "resampled with soxr HQ (theirs: torchaudio), and the whole clip is embedded up to 10 s (theirs: "
+                "truncated to the --audio_length the user passes)."),
+            "desync": (
+                "Profile av-benchmark: DeSync as av-benchmark at 050a5cd, which is ours: {ours}"),
+            "is_audio": (
+                "Profile av-benchmark: Inception Score over PANNs CNN14 (16 kHz) AudioSet logits as av-benchmark at "
+                "050a5cd, which is ours: {ours}"),
+        },
         peer="github.com/hkchengrex/av-benchmark", commit="050a5cdb9bbd1a6f8cbb9fdde076992a695e2501",
     ),
 }
@@ -168,8 +184,8 @@ def apply_to_metrics(profile: Profile, metric_objs: list) -> list:
         peer = profile.conventions.get(m.name)
         if profile.name == DEFAULT_PROFILE:
             m.convention = ours
-        elif peer is not None:
-            m.convention = peer
+        elif peer is not None:  # "{ours}" in a profile's text: the peer's convention is ours, said in full
+            m.convention = peer.replace("{ours}", ours or "")
         else:
             m.convention = f"Profile {profile.name} does not define {m.name}: mova-bench's own convention is used. " + ours
     return metric_objs

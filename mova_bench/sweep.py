@@ -188,9 +188,9 @@ def _plan(model: str, suite_name: str, grid: list[tuple[str, list[str]]], fixed:
     check_counts(seed, n)
     geometry = generation_geometry(suite, card)
     requests = build_requests(suite, card, seed=seed, samples_per_prompt=n, geometry=geometry)
-    from mova_bench.profiles import apply_profile
+    from mova_bench.profiles import apply_profile, resolve_profile
 
-    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))  # an unknown --profile exits 2 here
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones, backbone_params=resolve_profile(profile).analysis))  # an unknown --profile exits 2 here
     from mova_bench.pipeline.runs import check_device
 
     check_device(device, batch_size, metric_objs)

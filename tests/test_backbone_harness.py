@@ -393,3 +393,24 @@ def test_a_clip_one_backbone_cannot_embed_is_missing_for_that_backbone_only(weig
                                                       str(tmp_path / "cache"), True))
     assert "fake-audio" in res.features and "fake-too-short" not in res.features
     assert res.missing["fake-too-short"].startswith("too_short: fake-too-short: the clip has 24 frames")
+
+
+def test_console_folds_unavailable_standard_metrics_into_one_note():
+    """A default (auto) run without weights prints its weight-free metrics and one note naming the
+    skipped standard keys and every command that would compute them, not a skipped line per key."""
+    from mova_bench.cli import _unavailable_summary
+
+    def skipped(fix):
+        return {"status": "skipped", "reason": "not here", "fix": fix, "extra": {"backbone_unavailable": True}}
+
+    metrics = {"fd_video[vstats]": {"status": "ok", "value": 1.0},
+               "fd_video[i3d]": skipped("mova-bench weights fetch i3d-400"),
+               "kid_video[i3d]": skipped("mova-bench weights fetch i3d-400"),
+               "clip_score[openclip-vit-b-32]": skipped("pip install 'mova-bench[clip]'; mova-bench weights fetch openclip-vit-b-32-openai"),
+               "clap_score[laion-clap]": {"status": "skipped", "reason": "no clip has a prompt", "extra": {}}}
+    hidden, line = _unavailable_summary(metrics)
+    assert hidden == ["fd_video[i3d]", "kid_video[i3d]", "clip_score[openclip-vit-b-32]"]
+    assert "3 standard-backbone metric(s) skipped" in line
+    assert "mova-bench weights fetch NAME for i3d-400, openclip-vit-b-32-openai" in line
+    assert "pip install 'mova-bench[clip]'" in line and "--backbones classical" in line
+    assert _unavailable_summary({"x": {"status": "ok"}}) == ([], None)

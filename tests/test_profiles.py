@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mova_bench.cli import main
-from mova_bench.errors import ConfigError
+from mova_bench.errors import ConfigError, MissingDependencyError
 from mova_bench.features.av_align import (
     AVAlignAnalyzer,
     analyze_av_align,
@@ -273,3 +273,28 @@ def test_evaluate_records_the_profile_and_reproduces_the_peer_mean(parity, tmp_p
     specs = sorted(json.loads(p.read_text())["profile"] for p in Path(doc["run_dir"]).glob("evals/*/eval_spec.json"))
     assert specs == ["default", "mova-eval-2026"]
     assert doc2["metrics"]["av_align"]["convention"] == AVAlign.convention
+
+
+def test_av_benchmark_profile_runs_clap_with_its_checkpoint_and_loader():
+    """av-benchmark scores CLAP with the HTSAT-base music+speech checkpoint on DC-removed audio: the
+    profile sets those backbone parameters (they enter the cache identity), `--backbones standard`
+    checks that checkpoint's weights (not the default's), and DeSync / IS say they are ours."""
+    from mova_bench.metrics.desync import DeSync
+    from mova_bench.pipeline.analysis import ExtractorSpec
+    from mova_bench.pipeline.scoring import backbone_fixes, select_metrics
+    from mova_bench.profiles import apply_to_specs, resolve_profile
+
+    prof = resolve_profile("av-benchmark")
+    (spec,) = apply_to_specs(prof, (ExtractorSpec("laion-clap"),))
+    params = dict(spec.params)
+    assert params == {"checkpoint": "music-speech", "remove_dc": True}
+    ours, theirs = ExtractorSpec("laion-clap").build(), spec.build()
+    assert ours.cache_identity() != theirs.cache_identity()
+    assert "mova-bench weights fetch clap-music-speech" in backbone_fixes("laion-clap", params)
+    assert "mova-bench weights fetch clap-630k-audioset-fusion" in backbone_fixes("laion-clap")
+    with pytest.raises(MissingDependencyError) as exc:
+        select_metrics(["clap_score"], "standard", backbone_params=prof.analysis)
+    assert "clap-music-speech" in str(exc.value) + str(exc.value.fix)
+    (m,) = apply_profile("av-benchmark", [DeSync(backbone="synchformer")])
+    assert m.convention.startswith("Profile av-benchmark: DeSync as av-benchmark at 050a5cd, which is ours: ")
+    assert len(m.convention) > 120

@@ -416,7 +416,8 @@ class LaionClap(TorchBackbone):
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        return {"checkpoint": DEFAULT_CHECKPOINT, "crop": "start", "seed": 0}
+        # remove_dc: subtract the clip's mean before embedding (av-benchmark's audio loader does; laion-clap does not)
+        return {"checkpoint": DEFAULT_CHECKPOINT, "crop": "start", "seed": 0, "remove_dc": False}
 
     @property
     def fusion(self) -> bool:
@@ -462,6 +463,8 @@ class LaionClap(TorchBackbone):
         audio = np.asarray(clip.audio_at(SAMPLE_RATE), dtype=np.float32)
         if audio.size == 0:
             raise MovaBenchError(f"{self.name}: the clip has no audio to embed", fix="check the clip's audio stream")
+        if self.params["remove_dc"]:
+            audio = (audio - audio.mean(dtype=np.float64)).astype(np.float32)
         emb = self.audio_embeddings([audio])[0]
         out: dict[str, Any] = {"embedding": emb, "audio_seconds": np.float64(audio.size / SAMPLE_RATE),
                                "cropped": np.int8(audio.size > MAX_LEN), "checkpoint": np.array(self.params["checkpoint"])}

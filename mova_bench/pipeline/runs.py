@@ -32,7 +32,7 @@ from mova_bench.pipeline.outputs import RunOutcome, write_evaluation
 from mova_bench.pipeline.reference import LEARNED_VS_ORACLE_WARNING, reference_features, resolve_reference
 from mova_bench.pipeline.requests import Geometry, build_requests, check_counts, generation_geometry
 from mova_bench.pipeline.scoring import compute_metrics, select_metrics
-from mova_bench.profiles import apply_profile, profile_spec_name, profile_specs
+from mova_bench.profiles import apply_profile, profile_spec_name, profile_specs, resolve_profile
 from mova_bench.store import ensure_folder, exclusive_folder, read_json, slug, spec_hash, write_json_atomic
 from mova_bench.suites import Suite, load_suite
 
@@ -188,7 +188,7 @@ def run(model: str, suite_name: str, *, out: str | os.PathLike = "runs", seed: i
     for req in requests:
         generator.validate_request(req)
     # missing weights/extras and an unknown --profile exit 2 here, before any work
-    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones, backbone_params=resolve_profile(profile).analysis))
     device = check_device(device, batch_size, metric_objs)
     resolve_reference(suite, reference)  # a bad --reference fails before a folder is made
     spec = {
@@ -244,7 +244,7 @@ def evaluate(clips: str | os.PathLike, *, suite_name: str | None = None, referen
     rows = folder_rows(clips_dir, suite)
     if not rows:
         raise ConfigError(f"--clips {str(clips_dir)!r} holds no video files; expected .mp4 clips")
-    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones, backbone_params=resolve_profile(profile).analysis))
     device = check_device(device, batch_size, metric_objs)
     resolve_reference(suite, reference)
     with _open_executor(executor, workers) as ex:
@@ -302,7 +302,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, suite_name: str | None = None, r
                 f"{suite.fingerprint()} ≠ {spec['suite_fingerprint']}): its prompts or reference may differ",
                 fix="restore the suite, start a new run with it, or pass --suite to score against it knowingly",
             )
-    metric_objs = apply_profile(profile, select_metrics(metrics, backbones))
+    metric_objs = apply_profile(profile, select_metrics(metrics, backbones, backbone_params=resolve_profile(profile).analysis))
     device = check_device(device, batch_size, metric_objs)
     resolve_reference(suite, reference)
     with _open_executor(executor, workers) as ex:

@@ -43,18 +43,20 @@ STANDARD_EXTRA = (
 )
 
 
-def backbone_fixes(name: str) -> list[str]:
-    """Commands that make backbone ``name`` usable (empty when it is, or when it needs nothing)."""
+def backbone_fixes(name: str, params: dict[str, Any] | None = None) -> list[str]:
+    """Commands that make backbone ``name`` usable with ``params`` (e.g. a profile's CLAP checkpoint,
+    whose weights file differs; empty when it is usable, or when it needs nothing)."""
     if name not in feature_registry:
         return []
     try:
         cls = feature_registry.get(name)
     except MissingDependencyError as exc:  # its module cannot even be imported
         return [exc.fix or str(exc)]
-    fixes = getattr(cls, "missing_fixes", None)
+    ex = cls(**(params or {}))
+    fixes = getattr(ex, "missing_fixes", None)
     if fixes is None:
-        return [] if cls().available()[0] else [cls().available()[1]]
-    return list(cls().missing_fixes())
+        return [] if ex.available()[0] else [ex.available()[1]]
+    return list(ex.missing_fixes())
 
 
 def _is_pretrained(name: str) -> bool:
@@ -78,11 +80,15 @@ def _parse(raw: str) -> tuple[str, str | None]:
     return name, (bb.rstrip("]") or None)
 
 
-def select_metrics(names: list[str] | None, backbones: str) -> list[Metric]:
+def select_metrics(names: list[str] | None, backbones: str,
+                   backbone_params: dict[str, dict[str, Any]] | None = None) -> list[Metric]:
     """The metric objects of an evaluation (see the module docstring for ``backbones``).
 
     Raises :class:`~mova_bench.errors.MissingDependencyError` (exit 2) for ``standard`` when a
-    standard backbone is missing weights or packages, naming every fix at once."""
+    standard backbone is missing weights or packages, naming every fix at once. ``backbone_params``
+    (a profile's analyzer parameters, by backbone) are the parameters its backbones will run with:
+    their weights are the ones checked."""
+    bp = backbone_params or {}
     if backbones not in ("auto", "classical", "standard"):
         raise ConfigError(f"--backbones {backbones!r}: expected one of auto, classical, standard")
     classical = BACKBONE_SETS["classical"]
@@ -117,14 +123,14 @@ def select_metrics(names: list[str] | None, backbones: str) -> list[Metric]:
             add(cls(backbone=std))
             continue
         # auto: the standard backbone where usable, else the weight-free one and an honest skip
-        if std in feature_registry and not backbone_fixes(std):
+        if std in feature_registry and not backbone_fixes(std, bp.get(std)):
             add(cls(backbone=std))
             continue
         if weight_free:
             add(cls(backbone=classical[cls.backbone_modality]))
         m = cls(backbone=std)
         if std in feature_registry:
-            add(_mark_unavailable(m, backbone_fixes(std)))
+            add(_mark_unavailable(m, backbone_fixes(std, bp.get(std))))
         elif not weight_free:
             add(cls())  # no such backbone in this build: the metric itself says why it cannot run
     if backbones != "classical":
@@ -135,7 +141,7 @@ def select_metrics(names: list[str] | None, backbones: str) -> list[Metric]:
                 if backbones == "standard" and r and r not in feature_registry:
                     problems.setdefault(r, [f"a mova-bench with the {r!r} backbone (this build has none; see `mova-bench list backbones`)"])
                     continue
-                fixes = backbone_fixes(r) if r else []
+                fixes = backbone_fixes(r, bp.get(r)) if r else []
                 if fixes and backbones == "auto":
                     _mark_unavailable(m, fixes)
                 elif fixes:

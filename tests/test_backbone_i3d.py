@@ -121,9 +121,9 @@ def test_loader_reads_the_upstream_layout_strictly(checkpoint):
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        ("missing", "missing key(s): Mixed_4c.b1b.bn.running_var"),
-        ("extra", "unexpected key(s): Mixed_9z.b0.conv3d.weight"),
-        ("shape", "logits.conv3d.bias: file (401,), model (400,)"),
+        ("missing", "1 missing keys ['Mixed_4c.b1b.bn.running_var']"),
+        ("extra", "1 unexpected keys ['Mixed_9z.b0.conv3d.weight']"),
+        ("shape", "logits.conv3d.bias: file (401,) vs model (400,)"),
     ],
 )
 def test_loader_names_the_offending_key(checkpoint, tmp_path, edit, expected):

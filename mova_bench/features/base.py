@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mova_bench.errors import MediaError as _MediaError
+from mova_bench.errors import MovaBenchError as _MovaBenchError
 from mova_bench.media import DECODE_CONVENTION, DecodedClip
 
 
@@ -222,6 +223,37 @@ class _StrictNumerics:
         self._grad.__exit__(*exc)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._old
         return False
+
+
+class WeightsFileError(_MovaBenchError):
+    """A weights file is readable but is not the checkpoint expected (keys, shapes, container)."""
+
+
+def check_state_dict(state: Any, model: Any, what: str, fix: str, *, limit: int = 10) -> None:
+    """Compare a checkpoint's keys and tensor shapes with ``model.state_dict()``; raise
+    :class:`WeightsFileError` naming every missing key, unexpected key and shape mismatch (up to
+    ``limit`` of each, with the counts), so that nothing is ever loaded partially."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    if not (missing or extra or shapes):
+        return
+
+    def listed(keys: list[str]) -> str:
+        return f"{keys[:limit]}" + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys {listed(missing)}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected keys {listed(extra)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches " + ", ".join(f"{k}: file {got[k]} vs model {expected[k]}"
+                                                                   for k in shapes[:limit]))
+    raise WeightsFileError(f"{what} does not match the architecture ({len(expected)} keys expected): " + "; ".join(parts),
+                           fix=fix)
 
 
 class FeatureMissing(_MediaError):

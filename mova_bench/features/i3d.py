@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mova_bench.errors import ConfigError, MovaBenchError
-from mova_bench.features.base import FeatureMissing, TorchBackbone  # noqa: F401 - FeatureMissing re-exported
+from mova_bench.features.base import FeatureMissing, TorchBackbone, WeightsFileError, check_state_dict  # noqa: F401 - re-exported
 from mova_bench.media import VideoNeed
 
 #: smallest window the architecture accepts (time 16 → 8 → 4 → 2 → avg-pool 2; 8 frames reach 1 < 2)
@@ -87,10 +87,6 @@ _STAGES: tuple[tuple[Any, ...], ...] = (
     ("mixed", "Mixed_5c"),
 )
 _LOGITS_POOL = (2, 7, 7)  # average pool before the logits, stride 1
-
-
-class WeightsFileError(MovaBenchError):
-    """A weights file is readable but is not the checkpoint expected (keys, shapes, container)."""
 
 
 
@@ -207,23 +203,8 @@ def load_state_dict_strict(model: Any, path: str | Path, what: str = "i3d-400") 
             f"{path}: expected a plain state dict (name → tensor) as in the upstream {what} file, got {type(state).__name__}",
             fix=f"re-download it: mova-bench weights fetch {what}",
         )
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
-             for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatch(es): {'; '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}")
-    if problems:
-        raise WeightsFileError(
-            f"{path} does not match the {what} architecture ({len(expected)} keys expected): " + "; ".join(problems),
-            fix=f"use the upstream file (mova-bench weights fetch {what}); a checkpoint of another I3D variant does not fit",
-        )
+    check_state_dict(state, model, f"{path} ({what})",
+                     fix=f"use the upstream file (mova-bench weights fetch {what}); a checkpoint of another I3D variant does not fit")
     model.load_state_dict(state, strict=True)
     return model.eval()
 

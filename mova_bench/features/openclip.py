@@ -45,6 +45,7 @@ import numpy as np
 
 from mova_bench.errors import MovaBenchError
 from mova_bench.features.base import TorchBackbone
+from mova_bench.features.base import check_state_dict as _check_state_dict
 from mova_bench.media import VideoNeed
 
 #: entries an OpenAI TorchScript state dict carries that are not tensors of the model
@@ -55,22 +56,9 @@ DEFAULT_BATCH = 16
 
 
 def check_state_dict(state: dict[str, Any], model: Any, what: str, fix: str) -> None:
-    """Raise :class:`MovaBenchError` naming every missing, unexpected or differently shaped key of
-    ``state`` against ``model.state_dict()`` (nothing is loaded partially)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-              for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es) (e.g. {'; '.join(shapes[:3])})")
-        raise MovaBenchError(f"{what}: does not match the architecture: {'; '.join(parts)}", fix=fix)
+    """Raise naming every missing, unexpected or differently shaped key of ``state`` against
+    ``model.state_dict()`` (nothing is loaded partially)."""
+    _check_state_dict(state, model, what, fix)
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -48,6 +48,7 @@ import numpy as np
 
 from mova_bench.errors import MovaBenchError
 from mova_bench.features.base import TorchBackbone
+from mova_bench.features.base import check_state_dict as _check_state_dict
 from mova_bench.media import VideoNeed
 
 # -- av-benchmark / Synchformer constants -----------------------------------------------------------
@@ -192,25 +193,9 @@ def check_state_dict(state: Any, model: Any, source: str) -> None:
             f"{type(state).__name__}" + (f" with keys {sorted(state)[:5]}" if isinstance(state, dict) else ""),
             fix="use synchformer_state_dict.pth from the MMAudio v0.1 release (mova-bench weights fetch synchformer)",
         )
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-    if not (missing or extra or shapes):
-        return
-    parts = []
-    if missing:
-        parts.append(f"missing keys {missing[:10]}" + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""))
-    if extra:
-        parts.append(f"unexpected keys {extra[:10]}" + (f" (+{len(extra) - 10} more)" if len(extra) > 10 else ""))
-    if shapes:
-        parts.append("shape mismatches " + ", ".join(f"{k}: file {got[k]} vs model {expected[k]}" for k in shapes[:10]))
-    raise MovaBenchError(
-        f"{source} does not match the Synchformer architecture ({len(expected)} keys): " + "; ".join(parts),
-        fix="use synchformer_state_dict.pth from the MMAudio v0.1 release (mova-bench weights verify synchformer; "
-            "mova-bench weights fetch synchformer)",
-    )
+    _check_state_dict(state, model, f"{source} (Synchformer)",
+                      fix="use synchformer_state_dict.pth from the MMAudio v0.1 release (mova-bench weights verify synchformer; "
+                          "mova-bench weights fetch synchformer)")
 
 
 def load_synchformer(path: Any, cfg: Any = None):

@@ -45,6 +45,7 @@ import numpy as np
 
 from mova_bench.errors import MovaBenchError
 from mova_bench.features.base import TorchBackbone
+from mova_bench.features.base import check_state_dict as _check_state_dict
 
 SAMPLE_RATE = 16000
 WINDOW = 400  # 25 ms
@@ -159,24 +160,8 @@ def missing_features(dim: int, reason: str, *, frame_level: bool) -> dict[str, n
 
 def check_state_dict(state: dict, model: Any, source: str) -> None:
     """Compare a checkpoint's keys and shapes with ``model``'s; raise naming every difference."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-    if not (missing or extra or shapes):
-        return
-    parts = []
-    if missing:
-        parts.append(f"missing keys {missing}")
-    if extra:
-        parts.append(f"unexpected keys {extra}")
-    if shapes:
-        parts.append("shape mismatches " + ", ".join(f"{k}: file {got[k]} vs model {expected[k]}" for k in shapes))
-    raise MovaBenchError(
-        f"{source} does not match the expected architecture ({len(expected)} keys): " + "; ".join(parts),
-        fix="use the upstream checkpoint this backbone names (mova-bench weights verify; mova-bench weights fetch NAME)",
-    )
+    _check_state_dict(state, model, source, fix="use the upstream checkpoint this backbone names "
+                      "(mova-bench weights verify; mova-bench weights fetch NAME)")
 
 
 def load_state(path: Any) -> dict:

@@ -182,7 +182,7 @@ def test_header_shows_run_evaluation_reference_and_warnings(report):
     assert WARNING in warnings and 'role="alert"' in text[:text.index('id="run"')]
     for needle in ("tiny</code> v1", "tiny suite &lt;img", "samples per prompt</dt><dd>2", "seed</dt><dd>7",
                    "0123456789abcdef0123456789abcdef01234567", "2026-01-02 03:04:05", "<code>e1</code>",
-                   "<code>auto</code>", "<code>default</code>", "domain <b>procedural</b>", "<b>9</b> clips",
+                   "<code>auto</code>", "<code>mova-bench (default)</code>", "domain <b>procedural</b>", "<b>9</b> clips",
                    "1 failed (truncated: 1)", "96×64 px, 1.5 s at 24 fps, 48000 Hz audio", "oracle, not learned"):
         assert needle in text, needle
 

@@ -169,7 +169,8 @@ def _header(doc: dict[str, Any], prov: dict[str, Any], run_dir: Path, eval_dir: 
         "eval_path": ev.get("path"),
         "metrics_asked": list(spec.get("metrics") or []),
         "backbones": spec.get("backbones"),
-        "profile": spec.get("profile"),
+        # the spec records ours as "default" (stable evaluation ids); say which profile that is
+        "profile": ("mova-bench (default)" if spec.get("profile") in ("default", None) and spec else spec.get("profile")),
         "bootstrap_seed": spec.get("bootstrap_seed"),
         "analysis": ", ".join(f"{a[0]}{json.dumps(a[1], sort_keys=True) if len(a) > 1 and a[1] else ''}"
                               if isinstance(a, (list, tuple)) and a else str(a) for a in analysis),

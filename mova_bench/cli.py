@@ -142,9 +142,14 @@ def _unavailable_summary(metrics: dict[str, dict[str, Any]]) -> tuple[list[str],
         for part in str(metrics[k].get("fix") or "").split("; "):
             if part and part not in fixes:
                 fixes.append(part)
+    import re
+
     fetch = [f.split()[-1] for f in fixes if f.startswith("mova-bench weights fetch ")]
-    other = [f for f in fixes if not f.startswith("mova-bench weights fetch ")]
-    how = ([f"mova-bench weights fetch {' '.join(fetch)}" if len(fetch) == 1 else
+    extras = [m.group(1) for f in fixes for m in [re.fullmatch(r"pip install 'mova-bench\[([\w,-]+)\]'", f)] if m]
+    other = [f for f in fixes if not f.startswith("mova-bench weights fetch ")
+             and not re.fullmatch(r"pip install 'mova-bench\[[\w,-]+\]'", f)]
+    how = ([f"pip install 'mova-bench[{','.join(dict.fromkeys(extras))}]'"] if extras else []) + \
+          ([f"mova-bench weights fetch {' '.join(fetch)}" if len(fetch) == 1 else
             "mova-bench weights fetch NAME for " + ", ".join(fetch)] if fetch else []) + other
     line = (f"{len(keys)} standard-backbone metric(s) skipped, their pretrained weights or packages are not here "
             f"({', '.join(keys)}); to compute them: {'; '.join(how) or 'see the report'} "

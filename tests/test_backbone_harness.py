@@ -407,10 +407,11 @@ def test_console_folds_unavailable_standard_metrics_into_one_note():
                "fd_video[i3d]": skipped("mova-bench weights fetch i3d-400"),
                "kid_video[i3d]": skipped("mova-bench weights fetch i3d-400"),
                "clip_score[openclip-vit-b-32]": skipped("pip install 'mova-bench[clip]'; mova-bench weights fetch openclip-vit-b-32-openai"),
+               "fd_audio[vggish]": skipped("pip install 'mova-bench[audio]'; mova-bench weights fetch vggish"),
                "clap_score[laion-clap]": {"status": "skipped", "reason": "no clip has a prompt", "extra": {}}}
     hidden, line = _unavailable_summary(metrics)
-    assert hidden == ["fd_video[i3d]", "kid_video[i3d]", "clip_score[openclip-vit-b-32]"]
-    assert "3 standard-backbone metric(s) skipped" in line
-    assert "mova-bench weights fetch NAME for i3d-400, openclip-vit-b-32-openai" in line
-    assert "pip install 'mova-bench[clip]'" in line and "--backbones classical" in line
+    assert hidden == ["fd_video[i3d]", "kid_video[i3d]", "clip_score[openclip-vit-b-32]", "fd_audio[vggish]"]
+    assert "4 standard-backbone metric(s) skipped" in line
+    assert "mova-bench weights fetch NAME for i3d-400, openclip-vit-b-32-openai, vggish" in line
+    assert "pip install 'mova-bench[clip,audio]'" in line and "--backbones classical" in line
     assert _unavailable_summary({"x": {"status": "ok"}}) == ([], None)

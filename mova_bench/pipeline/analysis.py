@@ -105,8 +105,20 @@ def _extractor(spec: ExtractorSpec) -> FeatureExtractor:
     return _extractor_cache[spec]
 
 
-def analyse_clip(task: AnalysisTask) -> AnalysisResult:
-    """Cached features for one clip; the clip is decoded at most once, and only on a cache miss."""
+def cached_result(task: AnalysisTask) -> AnalysisResult | None:
+    """The clip's result when every feature it needs is in the cache (read in this process, so a
+    warm rerun never starts workers), else None (also on any error: the task then runs normally)."""
+    if not task.use_cache:
+        return None
+    try:
+        out, missing, _ = _lookup(task)
+    except Exception:  # noqa: BLE001 - the real analysis will run and record what is wrong
+        return None
+    return out if not missing else None
+
+
+def _lookup(task: AnalysisTask) -> tuple[AnalysisResult, list[tuple[str, FeatureExtractor]], str | None]:
+    """(result holding the cache hits, extractors still to run, prompt text)."""
     cache = FeatureCache(task.cache_root, enabled=task.use_cache)
     out = AnalysisResult(task.clip_id)
     missing: list[tuple[str, FeatureExtractor]] = []
@@ -124,6 +136,13 @@ def analyse_clip(task: AnalysisTask) -> AnalysisResult:
             out.cache_hits += 1
         else:
             missing.append((spec.name, ex))
+    return out, missing, text
+
+
+def analyse_clip(task: AnalysisTask) -> AnalysisResult:
+    """Cached features for one clip; the clip is decoded at most once, and only on a cache miss."""
+    cache = FeatureCache(task.cache_root, enabled=task.use_cache)
+    out, missing, text = _lookup(task)
     if missing:
         needs = tuple(dict.fromkeys(n for _, ex in missing for n in getattr(ex, "video_needs", ())))
         clip = decode(task.path, content_hash=task.content_hash, needs=needs)
@@ -170,7 +189,12 @@ def analyse_set(rows: list[dict[str, Any]], specs: tuple[ExtractorSpec, ...], ex
                           prompt_text=r.get("prompt_text"), device=_RUNTIME["device"], batch_size=_RUNTIME["batch_size"])
              for r in rows if r.get("status") == "ok"]
     results: dict[str, Any] = {}
-    for task, res in executor.map(analyse_clip, tasks, desc=desc):
+    for task in tasks:  # cache hits are read here: a warm rerun starts no worker and decodes nothing
+        hit = cached_result(task)
+        if hit is not None:
+            results[task.clip_id] = hit
+    todo = [t for t in tasks if t.clip_id not in results]
+    for task, res in executor.map(analyse_clip, todo, desc=desc) if todo else ():
         results[task.clip_id] = res
     for r in rows:  # keep manifest order, whatever order tasks finished in
         res = results.get(r["clip_id"])

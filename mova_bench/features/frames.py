@@ -29,9 +29,14 @@ def downscaled_luma_u8(frames: np.ndarray, max_width: int) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB → (T, h, w) uint8 BT.601 luma, each frame area-downscaled to
     ``w = min(max_width, W)`` pixels wide, aspect kept (``h = max(1, round(H·w/W))``, never
     upscaled)."""
+    return downscale_u8(luma_u8(frames), max_width)
+
+
+def downscale_u8(grey: np.ndarray, max_width: int) -> np.ndarray:
+    """(T, H, W) uint8 luma → (T, h, w), each frame area-downscaled (OpenCV INTER_AREA) to
+    ``w = min(max_width, W)`` pixels wide, aspect kept (``h = max(1, round(H·w/W))``, never upscaled)."""
     import cv2
 
-    grey = luma_u8(frames)
     t, h, w = grey.shape
     ow = min(int(max_width), w)
     oh = max(1, int(round(h * ow / w)))

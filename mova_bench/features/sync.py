@@ -140,7 +140,7 @@ from typing import Any
 import numpy as np
 
 from mova_bench.features.base import FeatureExtractor
-from mova_bench.features.frames import luma_u8
+from mova_bench.features.frames import downscale_u8, luma_u8
 from mova_bench.media import DecodedClip
 
 STATUSES = ("ok", "silent_audio", "no_audio_onsets", "frozen_video", "no_visual_motion", "low_confidence")
@@ -205,23 +205,6 @@ def audio_onset_envelope(
     inside = (centres >= pad) & (centres + pad <= x.size)
     flux[~(inside[:-1] & inside[1:])] = 0.0
     return times, flux
-
-
-def downscale_u8(grey: np.ndarray, max_width: int) -> np.ndarray:
-    """(T, H, W) uint8 luma (:func:`~mova_bench.features.frames.luma_u8`) → (T, h, w), each frame
-    area-downscaled exactly as :func:`~mova_bench.features.frames.downscaled_luma_u8` does, so the
-    onset and impact cues share one luma conversion."""
-    import cv2
-
-    t, h, w = grey.shape
-    ow = min(int(max_width), w)
-    oh = max(1, int(round(h * ow / w)))
-    if (ow, oh) == (w, h):
-        return grey
-    out = np.empty((t, oh, ow), np.uint8)
-    for k in range(t):
-        out[k] = cv2.resize(grey[k], (ow, oh), interpolation=cv2.INTER_AREA)
-    return out
 
 
 def _rise(x: np.ndarray) -> np.ndarray:

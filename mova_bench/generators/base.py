@@ -30,6 +30,19 @@ class ClipRequest:
     expected_offset_ms: tuple[float, float] | None = None
 
 
+def geometry_problems(request: ClipRequest) -> list[str]:
+    """What is wrong with a request's frame rate, sample rate and size (empty when nothing): the
+    checks every generator that renders at the requested geometry shares."""
+    problems = []
+    if not request.fps > 0:
+        problems.append(f"fps={request.fps} must be > 0")
+    if request.sample_rate < 1000:
+        problems.append(f"sample_rate={request.sample_rate} must be >= 1000")
+    if request.width < 1 or request.height < 1:
+        problems.append(f"size {request.width}x{request.height} must be at least 1x1")
+    return problems
+
+
 @dataclass
 class GeneratedClip:
     video: np.ndarray  # (T, H, W, 3) uint8

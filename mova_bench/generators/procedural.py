@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from mova_bench.errors import ConfigError
-from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator
+from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator, geometry_problems
 from mova_bench.generators.world import (
     AMBIENT_CLASSES,
     WORLD_VERSION,
@@ -101,12 +101,7 @@ class ProceduralGenerator(Generator):
         problems = []
         if not request.duration_s > 0:
             problems.append(f"duration_s={request.duration_s} must be > 0")
-        if not request.fps > 0:
-            problems.append(f"fps={request.fps} must be > 0")
-        if request.sample_rate < 1000:
-            problems.append(f"sample_rate={request.sample_rate} must be >= 1000")
-        if request.width < 1 or request.height < 1:
-            problems.append(f"size {request.width}x{request.height} must be at least 1x1")
+        problems += geometry_problems(request)
         if problems:
             raise ConfigError("invalid request for the procedural world: " + "; ".join(problems))
 

@@ -150,16 +150,17 @@ def _dropped_warning(side: str, bad: list[str]) -> list[str]:
 
 
 def _fd_bootstrap_clips(x: np.ndarray, owner: np.ndarray, mu_r: np.ndarray, cov_r: np.ndarray, n_boot: int,
-                        seed: int) -> np.ndarray:
+                        seed: int, rng_key: tuple[int, ...] = (0xFD, 1)) -> np.ndarray:
     """FD of ``n_boot`` resamples of the generated *clips* (with replacement) for pooled frame rows
     ``x`` (``owner[i]``: clip of row i): a drawn clip brings all its rows, so a resample has a
-    varying number N* of rows; mean and (N*−1) covariance are the row-weighted ones (as
-    :func:`_fd_bootstrap`, weights = the clip's draw count on each of its rows)."""
+    varying number N* of rows; mean and (N*−1) covariance are the row-weighted ones (weights = the
+    clip's draw count on each of its rows). One row per clip (``owner = arange(n)``) is
+    :func:`_fd_bootstrap`; see there for the algebra."""
     n_clips = int(owner.max()) + 1
     factor = sqrt_factor(cov_r)
     xb = x @ factor
     base = float(np.trace(cov_r))
-    rng = np.random.default_rng([seed, 0xFD, 1])
+    rng = np.random.default_rng([seed, *rng_key])
     out = np.empty(int(n_boot))
     for b in range(int(n_boot)):
         w = np.bincount(rng.integers(0, n_clips, size=n_clips), minlength=n_clips)[owner].astype(np.float64)
@@ -210,21 +211,7 @@ def _fd_bootstrap(x: np.ndarray, mu_r: np.ndarray, cov_r: np.ndarray, n_boot: in
     counts ``w`` has ``tr√(Σ_ref Σ*) = Σ√eig(Bᵀ Σ* B)`` and ``Bᵀ Σ* B = Zᵀ diag(w) Z / (n−1)`` with
     ``Z = xB − μ*B``: one (n, D)×(D, D) product up front, then O(n·D²) + eigvalsh per resample.
     """
-    n = len(x)
-    factor = sqrt_factor(cov_r)
-    xb = x @ factor
-    base = float(np.trace(cov_r))
-    rng = np.random.default_rng([seed, 0xFD])
-    out = np.empty(int(n_boot))
-    for b in range(int(n_boot)):
-        w = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
-        mu = (w @ x) / n
-        z = xb - mu @ factor
-        tr_sqrt = sqrt_eigenvalue_sum((z.T * w) @ z / (n - 1))
-        c = x - mu
-        tr_cov = float(w @ np.einsum("ij,ij->i", c, c)) / (n - 1)
-        out[b] = frechet_from_parts(mu - mu_r, tr_cov, base, tr_sqrt)
-    return out
+    return _fd_bootstrap_clips(x, np.arange(len(x)), mu_r, cov_r, n_boot, seed, rng_key=(0xFD,))
 
 
 class _EmbeddingDistance(Metric):

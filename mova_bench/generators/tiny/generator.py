@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mova_bench.errors import ConfigError, MissingDependencyError
-from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator
+from mova_bench.generators.base import ClipRequest, GeneratedClip, Generator, geometry_problems
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 NOISE_STREAM = 7001
@@ -133,12 +133,7 @@ class MovaTinyGenerator(Generator):
         if abs(request.duration_s - CANVAS_S) > 1e-6:
             problems.append(f"duration_s={request.duration_s} (mova-tiny generates {CANVAS_S:g} s clips; "
                             "its model card sets generation.duration_s: 4)")
-        if not request.fps > 0:
-            problems.append(f"fps={request.fps} must be > 0")
-        if request.sample_rate < 1000:
-            problems.append(f"sample_rate={request.sample_rate} must be >= 1000")
-        if request.width < 1 or request.height < 1:
-            problems.append(f"size {request.width}x{request.height} must be at least 1x1")
+        problems += geometry_problems(request)
         if problems:
             raise ConfigError("invalid request for mova-tiny: " + "; ".join(problems))
 

@@ -24,9 +24,12 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 # Test extras: pytest, Ray, every backbone extra (video, audio, clip, clap, sync) and the reference
 # packages of the parity tests. laion-clap pins numpy<2: the whole stack runs with numpy 1.26.
+# imagebind-unofficial (ImageBind's reference model code) goes in without its dependencies: its
+# torchaudio/pytorchvideo/decord pins would replace torch, and the parity tests import only its models.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(if $(strip $(TORCH_SPEC)),$(BIN)/python -m pip install -q $(TORCH_SPEC))
 	$(BIN)/python -m pip install -q -e '.[test,ray,all,parity]'
+	$(BIN)/python -m pip install -q --no-deps imagebind-unofficial==0.1.1
 	touch $@
 
 demo: $(VENV)/.installed

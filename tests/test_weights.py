@@ -699,3 +699,61 @@ def test_concurrent_fetch_across_processes(env, server):
     assert {o.strip() for o, _ in outs} == {str(final(env, "t-proc"))}
     assert len(server.gets("/proc")) == 1 and final(env, "t-proc").read_bytes() == DATA
     assert any("waiting" in e or "present at" in e for _, e in outs)
+
+
+# --------------------------------------------------------------------------- weights register / unregister
+
+
+def test_cli_register_persists_for_other_processes_and_refuses_changes(env, tmp_path, capsys):
+    """`weights register` writes the user registry, so a fresh process (a pool or Ray worker) resolves
+    the file; the recorded hash refuses a file changed afterwards; the packaged layout is kept."""
+    import subprocess
+    import sys
+
+    from mova_bench.cli import main
+
+    f = tmp_path / "mine" / "vggish-finetune.pth"
+    f.parent.mkdir()
+    f.write_bytes(DATA)
+    assert main(["weights", "register", "vggish", str(f), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sha256"] == sha(DATA) and out["size"] == len(DATA) and out["backup"] is None
+    raw = yaml.safe_load(catalog.user_registry_file().read_text())
+    assert raw["entries"]["vggish"]["path"] == str(f.resolve())
+    assert raw["entries"]["vggish"]["layout"] == catalog._read_layer(catalog.PACKAGED_REGISTRY, "x")["vggish"].layout
+    listed = subprocess.run([sys.executable, "-m", "mova_bench", "weights", "list", "--json"], env=dict(os.environ),
+                            capture_output=True, text=True, timeout=120)
+    row = {r["name"]: r for r in json.loads(listed.stdout)}["vggish"]
+    assert row["present"] and row["path"] == str(f.resolve()), row
+    assert weights.resolve("vggish") == f.resolve()
+    f.write_bytes(OTHER)  # changed after registration: refused, never used
+    with pytest.raises(MovaBenchError):
+        weights.resolve("vggish")
+
+
+def test_cli_register_never_loses_a_user_entry(env, tmp_path, capsys):
+    from mova_bench.cli import main
+
+    a, b = tmp_path / "a.pth", tmp_path / "b.pth"
+    a.write_bytes(DATA)
+    b.write_bytes(OTHER)
+    reg = catalog.user_registry_file()
+    reg.parent.mkdir(parents=True, exist_ok=True)
+    reg.write_text("# my notes\nschema: 1\nentries: {}\n")
+    assert main(["weights", "register", "my-net", str(a)]) == 0
+    assert "registered my-net" in capsys.readouterr().out
+    assert reg.with_name("registry.yaml.1.bak").read_text() == "# my notes\nschema: 1\nentries: {}\n"
+    assert main(["weights", "register", "my-net", str(b)]) == 2  # already there: refused, file unchanged
+    err = capsys.readouterr().err
+    assert "already in the user registry" in err and "--force" in err
+    assert yaml.safe_load(reg.read_text())["entries"]["my-net"]["sha256"] == sha(DATA)
+    assert main(["weights", "register", "my-net", str(b), "--force"]) == 0
+    assert yaml.safe_load(reg.read_text())["entries"]["my-net"]["sha256"] == sha(OTHER)
+    assert main(["weights", "register", "bad name", str(b)]) == 2
+    assert "entry names are lowercase" in capsys.readouterr().err
+    assert main(["weights", "register", "x", str(tmp_path / "nope.pth")]) == 2
+    assert "is not a file" in capsys.readouterr().err
+    assert main(["weights", "unregister", "my-net"]) == 0
+    assert "my-net" not in yaml.safe_load(reg.read_text())["entries"] and b.is_file()
+    assert main(["weights", "unregister", "my-net"]) == 2
+    assert "not in the user registry" in capsys.readouterr().err

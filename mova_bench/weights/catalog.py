@@ -293,6 +293,82 @@ def register_local(name: str, path: str | os.PathLike, **fields: Any) -> Entry:
     return entry
 
 
+def _write_user_layer(raw: dict[str, Any]) -> Path | None:
+    """Write the user registry atomically; an existing file is first kept as ``registry.yaml.<n>.bak``
+    (its comments and layout are the user's: a rewrite must not lose them). Returns that backup."""
+    import yaml
+
+    path = user_registry_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backup = None
+    if path.is_file():
+        n = 1
+        while path.with_name(f"{path.name}.{n}.bak").exists():
+            n += 1
+        backup = path.with_name(f"{path.name}.{n}.bak")
+        backup.write_bytes(path.read_bytes())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("# mova-bench user weights registry (see `mova-bench weights register`)\n"
+                   + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(tmp, path)
+    return backup
+
+
+def _user_raw() -> dict[str, Any]:
+    import yaml
+
+    path = user_registry_file()
+    if not path.is_file():
+        return {"schema": 1, "entries": {}}
+    _read_layer(path, "user weights registry")  # refuse to rewrite a file that is already invalid
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw.setdefault("schema", 1)
+    if raw.get("entries") is None:
+        raw["entries"] = {}
+    return raw
+
+
+def register_user(name: str, path: str | os.PathLike, *, force: bool = False) -> tuple[Entry, Path | None]:
+    """Record ``path`` as weights ``name`` in the user registry (read by every process, unlike
+    :func:`register_local`), with size and SHA-256 computed now; a known entry keeps its layout and
+    licence. An entry already in the user file is replaced only with ``force``. Returns the entry and
+    the backup of the previous user file (None when there was none)."""
+    from mova_bench.weights.lookup import hash_file
+
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise ConfigError(f"weights register {name}: {str(p)!r} is not a file", fix="pass the path of the weights file")
+    raw = _user_raw()
+    if name in raw["entries"] and not force:
+        raise ConfigError(f"weights {name!r} is already in the user registry {str(user_registry_file())!r} "
+                          f"(path {raw['entries'][name].get('path')!r})",
+                          fix=f"add --force to replace it, or `mova-bench weights unregister {name}` first")
+    body: dict[str, Any] = {"filename": p.name, "description": f"registered by the user: {p}",
+                            "hash_status": "third-party", "licence": "local file", "layout": "plain"}
+    known = {**_read_layer(PACKAGED_REGISTRY, "packaged weights registry")}.get(name)
+    if known is not None:
+        body.update(description=f"{known.description} (registered by the user: {p})", licence=known.licence,
+                    layout=known.layout)
+    body.update(sha256=hash_file(p)["sha256"], size=p.stat().st_size, path=str(p))
+    try:
+        entry = Entry(name=name, **body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"weights register {name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    raw["entries"][name] = body
+    return entry, _write_user_layer(raw)
+
+
+def unregister_user(name: str) -> Path | None:
+    """Remove ``name`` from the user registry (never the packaged one; the weights file is untouched)."""
+    raw = _user_raw()
+    if name not in raw["entries"]:
+        raise UnknownNameError(f"weights {name!r} is not in the user registry {str(user_registry_file())!r}; "
+                               f"user entries: {', '.join(raw['entries']) or '(none)'}")
+    del raw["entries"][name]
+    return _write_user_layer(raw)
+
+
 def forget_local(name: str | None = None) -> None:
     """Undo :func:`register_local` for ``name`` (all names when None)."""
     if name is None:

@@ -1,4 +1,4 @@
-"""``mova-bench weights list | fetch | verify``. Errors propagate to :func:`mova_bench.cli.main`,
+"""``mova-bench weights list | fetch | verify | register | unregister``. Errors propagate to :func:`mova_bench.cli.main`,
 which prints them with their fix (and as JSON with ``--json``); exit 2 for missing or failed
 weights, 1 when ``verify`` finds a mismatch."""
 
@@ -19,7 +19,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Weights live in $MOVA_BENCH_HOME/weights/<name>/ (default ~/.cache/mova-bench/weights). "
                     "Copies in the Hugging Face or torch hub caches are found and verified, not downloaded again. "
                     "MOVA_BENCH_OFFLINE=1 (or HF_HUB_OFFLINE=1) forbids any network access.")
-    sub = p.add_subparsers(dest="weights_command", required=True, metavar="{list,fetch,verify}")
+    sub = p.add_subparsers(dest="weights_command", required=True, metavar="{list,fetch,verify,register,unregister}")
     ls = sub.add_parser("list", help="every registry entry: source, sha256, size, licence, present (and where)")
     ls.add_argument("--json", action="store_true", help="print one JSON list on stdout")
     f = sub.add_parser("fetch", help="download (resumable), verify size + hashes, move into place",
@@ -35,6 +35,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-hash present files; exit 1 when any mismatches")
     v.add_argument("name", nargs="?", default=None, metavar="NAME", help="one entry (default: all)")
     v.add_argument("--json", action="store_true", help="print one JSON list on stdout")
+    r = sub.add_parser("register", help="use a file you already have (a copy, a fine-tune) as weights NAME",
+                       description="Record PATH as weights NAME in the user weights registry "
+                                   "($MOVA_BENCH_WEIGHTS_FILE, else $MOVA_BENCH_HOME/weights/registry.yaml) with its size "
+                                   "and SHA-256 computed now, so every process (pool and Ray workers included) uses it "
+                                   "and a changed file is refused. The file stays where it is.")
+    r.add_argument("name", metavar="NAME", help="a weights name (see `mova-bench weights list`) or a new one")
+    r.add_argument("path", metavar="PATH", help="the weights file")
+    r.add_argument("--force", action="store_true", help="replace NAME's existing entry in the user registry")
+    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    u = sub.add_parser("unregister", help="remove NAME from the user weights registry (the file is not touched)")
+    u.add_argument("name", metavar="NAME")
+    u.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return p
 
 
@@ -113,6 +125,25 @@ def main(args: argparse.Namespace) -> int:
         return _fetch(args)
     if args.weights_command == "verify":
         return _verify(args)
+    if args.weights_command in ("register", "unregister"):
+        from mova_bench.weights.catalog import register_user, unregister_user
+
+        if args.weights_command == "register":
+            entry, backup = register_user(args.name, args.path, force=args.force)
+            out = {"status": "ok", "name": entry.name, "path": entry.path, "sha256": entry.sha256, "size": entry.size}
+        else:
+            backup = unregister_user(args.name)
+            out = {"status": "ok", "name": args.name, "removed": True}
+        from mova_bench.weights.catalog import user_registry_file
+
+        out.update(registry=str(user_registry_file()), backup=str(backup) if backup else None)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            what = (f"registered {out['name']}: {out['path']} ({out['size']:,} B, sha256 {out['sha256'][:12]}…)"
+                    if args.weights_command == "register" else f"unregistered {args.name}")
+            print(f"{what} in {out['registry']}" + (f" (previous file kept as {backup})" if backup else ""))
+        return EXIT_OK
     return EXIT_USAGE  # pragma: no cover - argparse enforces the choices
 
 

@@ -144,9 +144,10 @@ def _unavailable_summary(metrics: dict[str, dict[str, Any]]) -> tuple[list[str],
                 fixes.append(part)
     import re
 
-    fetch = [f.split()[-1] for f in fixes if f.startswith("mova-bench weights fetch ")]
+    # plain fetches fold into one line; one with flags (a licence to accept) stays as written
+    fetch = [f.split()[-1] for f in fixes if re.fullmatch(r"mova-bench weights fetch [\w.-]+", f)]
     extras = [m.group(1) for f in fixes for m in [re.fullmatch(r"pip install 'mova-bench\[([\w,-]+)\]'", f)] if m]
-    other = [f for f in fixes if not f.startswith("mova-bench weights fetch ")
+    other = [f for f in fixes if not re.fullmatch(r"mova-bench weights fetch [\w.-]+", f)
              and not re.fullmatch(r"pip install 'mova-bench\[[\w,-]+\]'", f)]
     how = ([f"pip install 'mova-bench[{','.join(dict.fromkeys(extras))}]'"] if extras else []) + \
           ([f"mova-bench weights fetch {' '.join(fetch)}" if len(fetch) == 1 else

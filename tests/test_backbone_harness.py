@@ -415,3 +415,9 @@ def test_console_folds_unavailable_standard_metrics_into_one_note():
     assert "mova-bench weights fetch NAME for i3d-400, openclip-vit-b-32-openai, vggish" in line
     assert "pip install 'mova-bench[clip,audio]'" in line and "--backbones classical" in line
     assert _unavailable_summary({"x": {"status": "ok"}}) == ([], None)
+    # a licence-gated fetch keeps its flag instead of being folded into "NAME for ..."
+    metrics["ib_score[imagebind]"] = skipped("pip install 'mova-bench[imagebind]'; "
+                                             "mova-bench weights fetch imagebind-huge --accept-license")
+    _, line = _unavailable_summary(metrics)
+    assert "mova-bench weights fetch imagebind-huge --accept-license" in line
+    assert "NAME for i3d-400, openclip-vit-b-32-openai, vggish;" in line and "--accept-license," not in line

@@ -39,7 +39,7 @@ STANDARD_BACKBONES = {
 #: default metric list when both the metric and the backbone are registered)
 STANDARD_EXTRA = (
     ("fd_audio", "panns-cnn14"), ("is_audio", "panns-cnn14"), ("fid_frames", "inception-v3"),
-    ("desync", "synchformer"), ("fd_audio", "laion-clap"),
+    ("desync", "synchformer"), ("fd_audio", "laion-clap"), ("ib_score", "imagebind"),
 )
 
 

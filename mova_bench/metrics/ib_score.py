@@ -1,0 +1,106 @@
+"""``ib_score[imagebind]``: IB-score, the ImageBind cosine of a clip's audio and video (higher is better).
+
+Convention (av-benchmark @ ``050a5cdb9bbd1a6f8cbb9fdde076992a695e2501``, ``av_bench/evaluate.py``; the
+IB-score of MMAudio's and MOVA's tables; JavisBench's ``ib_av`` is the same cosine): per clip,
+``cosine(audio embedding, video embedding)`` of ImageBind huge, where the video embedding is the
+mean of the unit embeddings of 2-frame clips (0.5 fps frames of the first 8 s, consecutive pairs,
+3 spatial crops) and the audio embedding the mean of three 2 s clips' embeddings (normalised ×20);
+the preprocessing is in :mod:`mova_bench.features.imagebind`. The value is the mean over clips of
+that cosine, in [−1, 1] (papers print it ×100: 0.33 here is "33.0" there), with a 95% percentile
+bootstrap CI over clips (:func:`mova_bench.stats.bootstrap_ci`, seeded). No reference set is needed.
+
+JavisBench computes the video embedding differently (ImageBind's ``load_and_transform_video_data``:
+five 2 s clips, first and last frame of each, bilinear resize): its numbers are not comparable.
+
+Clips the backbone could not score (under ≈ 3 s of video or 25 ms of audio: status ``too_short``)
+are left out and counted in ``extra``. Per clip (per_clip.parquet): ``ib_score[imagebind]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
+from mova_bench.stats import N_BOOTSTRAP, bootstrap_ci
+
+
+def clip_ib_score(feats: dict[str, Any]) -> float | None:
+    """A clip's IB-score, or None when the backbone did not score it."""
+    if str(feats.get("status", "ok")) != "ok" or "ib_score" not in feats:
+        return None
+    value = float(np.asarray(feats["ib_score"]))
+    return value if math.isfinite(value) else None
+
+
+class IBScore(Metric):
+    """Mean over clips of ImageBind's audio–video cosine (higher is better)."""
+
+    name = "ib_score"
+    display_name = "IB-score (audio–video)"
+    unit = "cos"
+    higher_is_better = True
+    default_backbone = "imagebind"
+    backbone_modality = "av"
+    requires = ("{backbone}",)
+    needs_reference = False
+    convention = (
+        "av-benchmark IB-Score (commit 050a5cd): per clip cosine(audio, video) of ImageBind huge embeddings, in [-1, 1] "
+        "(papers print x100). Video: first 8 s at 0.5 fps (FFmpeg fps-filter rule), short side 224 bicubic antialias, "
+        "CLIP mean/std, 3 spatial crops, consecutive frame pairs as 2-frame clips, mean of unit embeddings. Audio: whole "
+        "clip, 16 kHz (soxr HQ; av-benchmark: torchaudio sinc), 3 evenly spaced 2 s clips, Kaldi fbank (128 bins, "
+        "Hanning 25/10 ms, dither 0) padded/cut to 204 frames, (x+4.268)/9.138, mean of normalised x20 embeddings. "
+        "Value: mean over clips; 95% percentile bootstrap CI over clips. Clips too short to score are excluded and "
+        "counted."
+    )
+
+    def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
+        res = super().result(value, status=status, **kw)
+        from mova_bench.metrics.distribution import standard_display
+
+        standard = standard_display(self.name, self.backbone)
+        if standard:
+            res.display_name = f"{standard} [{self.backbone}]"
+        return res
+
+    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
+        extractor = self.required_extractors()[0]
+        per = gen.features.get(extractor, {})
+        values: dict[str, float] = {}
+        reasons: Counter[str] = Counter()
+        n_total = 0
+        for cid in gen.clip_ids:
+            feats = per.get(cid)
+            if feats is None:
+                continue
+            n_total += 1
+            value = clip_ib_score(feats)
+            if value is None:
+                reasons[str(feats.get("status", "invalid")) if str(feats.get("status", "ok")) != "ok" else "not_finite"] += 1
+                continue
+            values[cid] = value
+        extra: dict[str, Any] = {"backbone": self.backbone, "n_total": n_total, "n_excluded": int(sum(reasons.values())),
+                                 "excluded_reasons": dict(sorted(reasons.items())), "scale": "cosine in [-1, 1]; x100 in papers"}
+        if len(gen.clip_ids) - n_total:
+            extra["n_missing_features"] = len(gen.clip_ids) - n_total
+        if not values:
+            why = (f"no clip has {extractor} features (nothing was analysed)" if not n_total else
+                   f"none of the {n_total} analysed clips could be scored by {extractor} "
+                   f"({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})")
+            fix = ("check that the run's clips decoded (see manifest.jsonl status) and rerun the evaluation" if not n_total
+                   else "IB-score needs about 3 s of video (two frames at 0.5 fps) and 25 ms of audio per clip: "
+                        "generate longer clips")
+            return self.skipped(why, fix, extra=extra)
+        arr = np.array(list(values.values()), dtype=np.float64)
+        lo, hi = bootstrap_ci(arr, np.mean, seed=seed)
+        warnings = ["a single clip: no confidence interval"] if arr.size < 2 else []
+        if arr.size >= 2:
+            extra["ci_method"] = f"percentile bootstrap over clips ({N_BOOTSTRAP} resamples, seed {seed})"
+        if extra["n_excluded"]:
+            warnings.append(f"{extra['n_excluded']} clip(s) could not be scored by ImageBind and are left out")
+        return self.result(float(arr.mean()), n=int(arr.size), ci_low=None if not math.isfinite(lo) else lo,
+                           ci_high=None if not math.isfinite(hi) else hi, extra=extra, per_clip=dict(values),
+                           warnings=warnings)

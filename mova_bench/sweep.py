@@ -25,6 +25,10 @@ Like a run folder's top level, the sweep folder shows the latest evaluation: the
 depends on what generation depends on (model, suite, seed, samples per prompt, the grid and the
 fixed parameters), so rerunning with other ``--metrics`` rescores the same runs and rewrites it.
 
+One executor serves the whole sweep (a process pool starts once, not once per point), and
+``--concurrent-points N`` runs N points at once on it (``pool`` with ≥ 2 workers or ``ray``; each
+point's results are those of a sequential sweep, see :func:`run_sweep`).
+
 Every point is validated (the generator is constructed with its parameters, and checks each
 request) before any run starts: an unknown key or a value the generator can't take is exit 2 and
 nothing is created. A point whose run raises :class:`MovaBenchError` is recorded with its error
@@ -99,6 +103,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="folder of reference clips or a statistics .npz (default: the suite's)")
     p.add_argument("--executor", default=DEFAULT_EXECUTOR, help="how per-clip tasks run: pool (default) or local")
     p.add_argument("--workers", type=int, default=None, help="worker processes of the pool (default: one per usable core)")
+    p.add_argument("--concurrent-points", type=int, default=1, metavar="N",
+                   help="grid points run at once, sharing the executor's workers (default 1; needs --executor pool "
+                        "or ray, and analysis on the CPU)")
     p.add_argument("--no-cache", action="store_true", help="recompute features instead of using the feature cache")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     from mova_bench.cli import add_device_options, add_profile_option
@@ -119,7 +126,8 @@ def main(args: argparse.Namespace) -> int:
         backbones=getattr(args, "backbones", "auto"), reference=getattr(args, "reference", None),
         executor=getattr(args, "executor", DEFAULT_EXECUTOR), use_cache=not getattr(args, "no_cache", False),
         workers=getattr(args, "workers", None), device=getattr(args, "device", "auto"),
-        batch_size=getattr(args, "batch_size", None), profile=getattr(args, "profile", None))
+        batch_size=getattr(args, "batch_size", None), profile=getattr(args, "profile", None),
+        concurrent_points=getattr(args, "concurrent_points", 1))
     if getattr(args, "json", False):
         print(json.dumps(outcome.to_json()))
     else:
@@ -193,7 +201,7 @@ def _plan(model: str, suite_name: str, grid: list[tuple[str, list[str]]], fixed:
     metric_objs = apply_profile(profile, select_metrics(metrics, backbones, backbone_params=resolve_profile(profile).analysis))  # an unknown --profile exits 2 here
     from mova_bench.pipeline.runs import check_device
 
-    check_device(device, batch_size, metric_objs)
+    resolved_device = check_device(device, batch_size, metric_objs)
     get_executor(executor)
     resolve_reference(suite, reference)
 
@@ -225,7 +233,7 @@ def _plan(model: str, suite_name: str, grid: list[tuple[str, list[str]]], fixed:
         "samples_per_prompt": n, "grid": [[k, list(v)] for k, v in grid], "fixed": dict(sorted(fixed.items())),
     }
     return {"spec": spec, "card": card, "suite": suite, "seed": seed, "n": n, "points": points,
-            "metric_keys": [m.key for m in metric_objs]}
+            "metric_keys": [m.key for m in metric_objs], "device": resolved_device}
 
 
 def _run_point(model: str, suite: str, *, out: str | os.PathLike, params: dict[str, Any], **kw: Any):
@@ -243,8 +251,17 @@ def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]],
               out: str | os.PathLike = "runs", seed: int | None = None, samples_per_prompt: int | None = None,
               metrics: list[str] | None = None, backbones: str = "auto", reference: str | None = None,
               executor: str = "local", use_cache: bool = True, workers: int | None = None,
-              device: str = "auto", batch_size: int | None = None, profile: str | None = None) -> SweepOutcome:
-    """Run every point of ``grid`` (resuming what exists) and write the sweep folder."""
+              device: str = "auto", batch_size: int | None = None, profile: str | None = None,
+              concurrent_points: int = 1) -> SweepOutcome:
+    """Run every point of ``grid`` (resuming what exists) and write the sweep folder.
+
+    One executor serves every point (a process pool starts once). ``concurrent_points`` > 1 runs
+    that many points at once, in threads of this process that share the executor's workers: every
+    task then runs in a worker (never in this process, whose BLAS threads must stay as they are for
+    the metrics), so each point's results are those of a sequential sweep. It needs a parallel
+    executor (``pool`` with ≥ 2 workers, or ``ray``) and analysis on the CPU; otherwise points run
+    one after another. Points share the procedural reference: the first renders it, the others wait
+    for its lock."""
     from mova_bench import __version__
     from mova_bench.pipeline.runs import OUT_FIX
     from mova_bench.report.sweep import write_sweep_report
@@ -280,31 +297,58 @@ def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]],
         doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json_atomic(sweep_dir / "sweep.json", {**doc, "points": [_public(p) for p in points]}, sort_keys=False)
 
-    with exclusive_folder(sweep_dir, what="sweep folder"):
+    if isinstance(concurrent_points, bool) or not isinstance(concurrent_points, int) or concurrent_points < 1:
+        raise ConfigError(f"--concurrent-points {concurrent_points!r}: expected an integer ≥ 1",
+                          fix="e.g. --concurrent-points 2, or leave it out to run points one after another")
+    import threading
+
+    from mova_bench.pipeline.runs import _open_executor
+
+    saving = threading.Lock()
+
+    def one(i: int, p: dict[str, Any], ex: Any) -> None:
+        log(f"sweep point {i + 1}/{len(points)}: {p['label']}")
+        t0 = time.perf_counter()
+        try:
+            outcome = _run_point(model, suite_name, out=out, params={**fixed, **p["values"]},
+                                 seed=plan["seed"], samples_per_prompt=plan["n"], backbones=backbones,
+                                 metrics=metrics, executor=ex, use_cache=use_cache, reference=reference,
+                                 workers=workers, device=device, batch_size=batch_size, profile=profile)
+        except MovaBenchError as exc:
+            msg = Exception.__str__(exc) if getattr(exc, "fix", None) else str(exc)
+            p.update({"status": "failed", "error": msg or type(exc).__name__, "fix": getattr(exc, "fix", None)})
+            log(f"sweep point {p['label']} failed: {p['error']}" + (f" (fix: {p['fix']})" if p["fix"] else ""))
+        else:
+            p.update({"status": "ok" if not outcome.n_failed else "partial",
+                      "run_dir": _rel(outcome.run_dir, sweep_dir), "run_path": str(outcome.run_dir),
+                      "evaluation": outcome.eval_id, "n_clips": outcome.n_clips, "n_failed": outcome.n_failed,
+                      "metrics": outcome.metrics, "notes": list(outcome.notes)})
+            if outcome.n_failed:
+                log(f"sweep point {p['label']}: {outcome.n_failed} of {outcome.n_clips} clips failed")
+        p["seconds"] = round(time.perf_counter() - t0, 3)
+        with saving:
+            save("running")
+
+    with exclusive_folder(sweep_dir, what="sweep folder"), _open_executor(executor, workers) as ex:
         log(f"sweep folder: {sweep_dir} ({len(points)} point(s))")
         save("running")
+        parallel = min(concurrent_points, len(points))
+        if parallel > 1:
+            why = _no_concurrency(ex, plan["device"], card)
+            if why:
+                log(f"sweep points run one after another: {why}")
+                parallel = 1
         try:
-            for i, p in enumerate(points):
-                log(f"sweep point {i + 1}/{len(points)}: {p['label']}")
-                t0 = time.perf_counter()
-                try:
-                    outcome = _run_point(model, suite_name, out=out, params={**fixed, **p["values"]},
-                                         seed=plan["seed"], samples_per_prompt=plan["n"], backbones=backbones,
-                                         metrics=metrics, executor=executor, use_cache=use_cache, reference=reference,
-                                         workers=workers, device=device, batch_size=batch_size, profile=profile)
-                except MovaBenchError as exc:
-                    msg = Exception.__str__(exc) if getattr(exc, "fix", None) else str(exc)
-                    p.update({"status": "failed", "error": msg or type(exc).__name__, "fix": getattr(exc, "fix", None)})
-                    log(f"sweep point {p['label']} failed: {p['error']}" + (f" (fix: {p['fix']})" if p["fix"] else ""))
-                else:
-                    p.update({"status": "ok" if not outcome.n_failed else "partial",
-                              "run_dir": _rel(outcome.run_dir, sweep_dir), "run_path": str(outcome.run_dir),
-                              "evaluation": outcome.eval_id, "n_clips": outcome.n_clips, "n_failed": outcome.n_failed,
-                              "metrics": outcome.metrics, "notes": list(outcome.notes)})
-                    if outcome.n_failed:
-                        log(f"sweep point {p['label']}: {outcome.n_failed} of {outcome.n_clips} clips failed")
-                p["seconds"] = round(time.perf_counter() - t0, 3)
-                save("running")
+            if parallel <= 1:
+                for i, p in enumerate(points):
+                    one(i, p, ex)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                ex.start()  # every task now runs in a worker, whichever point sends it
+                with ThreadPoolExecutor(parallel, thread_name_prefix="mova-bench-sweep") as threads:
+                    for fut in [threads.submit(one, i, p, ex) for i, p in enumerate(points)]:
+                        fut.result()
         except BaseException:
             save("interrupted")
             raise
@@ -313,6 +357,20 @@ def run_sweep(model: str, suite_name: str, *, grid: list[tuple[str, list[str]]],
         write_csv(sweep_dir / "sweep.csv", [k for k, _ in grid], points, plan["metric_keys"])
         report = write_sweep_report(sweep_dir, {**doc, "points": [_public(p) for p in points]})
     return SweepOutcome(sweep_dir, {k: v for k, v in grid}, points, report, plan["metric_keys"])
+
+
+def _no_concurrency(ex: Any, device: str, card: Any) -> str | None:
+    """Why grid points cannot run at once on ``ex`` (None when they can)."""
+    name = getattr(ex, "name", "")
+    if getattr(getattr(card, "resources", None), "gpus", 0) and name != "ray":
+        return f"{card.name} generates on a GPU, loaded once in this process"
+    if name not in ("pool", "ray"):
+        return f"--executor {name} runs tasks in this process (use --executor pool or ray)"
+    if name == "pool" and getattr(ex, "workers", 1) < 2:
+        return "the pool has one worker, which runs tasks in this process (use --workers 2 or more)"
+    if device != "cpu":
+        return f"pretrained backbones run on {device} in this process"
+    return None
 
 
 def _public(p: dict[str, Any]) -> dict[str, Any]:

@@ -394,3 +394,26 @@ def test_every_executor_runs_tasks_with_one_blas_thread(pool2):
     assert dict(get_executor("local").map(_blas_threads, [0]))[0] in ([], [1])
     assert [i["num_threads"] for i in threadpool_info()] == before  # restored after the task
     assert all(r in ([], [1]) for _, r in pool2.map(_blas_threads, range(3)))
+
+
+@pytest.mark.slow
+def test_reference_build_on_the_pool_matches_local(tmp_path, monkeypatch):
+    """``mova-bench reference build`` analyses on the process pool (its default) with the same bits."""
+    import numpy as np
+
+    from conftest import make_av
+    from mova_bench.pipeline.reference import build_reference_stats
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        make_av(clips / f"r{i}.mp4", seconds=1.5, width=96, height=64, events=(0.3 + 0.2 * i, 1.1))
+    built = {}
+    for name in ("local", "pool"):
+        monkeypatch.setenv("MOVA_BENCH_HOME", str(tmp_path / f"home-{name}"))  # no shared feature cache
+        path = build_reference_stats(str(tmp_path / f"{name}.npz"), clips=str(clips), executor=name, workers=2)
+        with np.load(path, allow_pickle=False) as z:
+            built[name] = {k: z[k] for k in z.files}
+    assert set(built["local"]) == set(built["pool"]) and any(k.startswith("vstats/") for k in built["local"])
+    for k, v in built["local"].items():
+        assert np.array_equal(v, built["pool"][k]), k

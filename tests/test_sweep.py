@@ -288,3 +288,64 @@ def test_an_interrupted_sweep_says_so(tmp_path, shared, monkeypatch):
     saved = read_json(sweep_dir / "sweep.json")
     assert saved["status"] == "interrupted"
     assert [p["status"] for p in saved["points"]] == ["ok", "pending", "pending"]
+
+
+@pytest.mark.slow
+def test_concurrent_points_on_one_pool_match_a_sequential_sweep(tmp_path, shared, monkeypatch):
+    from mova_bench.executors.pool import PoolExecutor
+
+    suite, _ = shared
+    grid = [("av_offset_ms", ["0", "150"])]
+    kw = dict(grid=grid, metrics=["sync_offset_ms", "fd_video"], samples_per_prompt=1)
+    seq = sweep.run_sweep("procedural", str(suite), out=tmp_path / "seq", executor="local", **kw)
+
+    pools: list[PoolExecutor] = []
+    starts = PoolExecutor.start
+
+    def counting_start(self):
+        pools.append(self)
+        return starts(self)
+
+    monkeypatch.setattr(PoolExecutor, "start", counting_start)
+    running = {"now": 0, "most": 0}
+    real_run_point = sweep._run_point
+
+    def tracked(*a, **k):
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        try:
+            assert isinstance(k["executor"], PoolExecutor)  # the sweep's one pool, not a name
+            return real_run_point(*a, **k)
+        finally:
+            running["now"] -= 1
+
+    monkeypatch.setattr(sweep, "_run_point", tracked)
+    # an empty home: the points analyse every clip in the workers, and race to render the reference
+    monkeypatch.setenv("MOVA_BENCH_HOME", str(tmp_path / "home-concurrent"))
+    con = sweep.run_sweep("procedural", str(suite), out=tmp_path / "con", executor="pool", workers=2,
+                          concurrent_points=2, **kw)
+    assert len(pools) == 1 and running["most"] == 2  # one pool for the sweep, both points at once
+    for a, b in zip(seq.points, con.points):
+        assert a["status"] == b["status"] == "ok", (a.get("error"), b.get("error"))
+        assert a["values"] == b["values"] and a["metrics"] == b["metrics"]  # bit for bit, CIs included
+        hashes = [{r["clip_id"]: r["content_hash"] for r in read_manifest(Path(p["run_path"]) / "manifest.jsonl")}
+                  for p in (a, b)]
+        assert hashes[0] == hashes[1]
+
+
+def test_concurrent_points_need_a_parallel_executor(tmp_path, shared, capsys, monkeypatch):
+    suite, _ = shared
+    seen = []
+
+    def fake(model, suite_name, *, out, params, executor, **kw):
+        seen.append(executor)
+        return _fake_outcome(Path(out), params)
+
+    monkeypatch.setattr(sweep, "_run_point", fake)
+    sweep.run_sweep("procedural", str(suite), grid=[("av_offset_ms", ["0", "100"])], out=tmp_path / "runs",
+                    metrics=["sync_offset_ms"], executor="local", concurrent_points=2)
+    assert "one after another" in capsys.readouterr().err
+    assert len(seen) == 2 and seen[0] is seen[1] and seen[0].name == "local"  # one executor for every point
+    with pytest.raises(ConfigError, match="concurrent-points"):
+        sweep.run_sweep("procedural", str(suite), grid=[("av_offset_ms", ["0"])], out=tmp_path / "runs",
+                        metrics=["sync_offset_ms"], executor="local", concurrent_points=0)

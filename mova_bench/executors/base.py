@@ -75,6 +75,11 @@ class Executor:
         """Yield ``(item, result_or_TaskFailure)`` as tasks finish (order may differ)."""
         raise NotImplementedError
 
+    def start(self) -> None:
+        """Start what :meth:`map` needs now rather than on its first call (worker processes, a
+        connection); afterwards every task of a parallel executor runs in its workers, never in
+        the calling process. Nothing to do by default."""
+
     def close(self) -> None:
         """Release workers, connections, temporary files. Idempotent; nothing to do by default."""
 

@@ -58,6 +58,7 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -93,6 +94,7 @@ PRELOAD = (
     "mova_bench.features.forensic",
     "librosa.filters",
     "librosa.onset",
+    "scipy.signal",  # the procedural world filters with it (imported on first use)
 )
 #: tasks in flight per worker: enough to keep workers busy, few enough to bound memory
 INFLIGHT_PER_WORKER = 2
@@ -205,6 +207,16 @@ def _init_worker(env: dict[str, str], parent_pid: int) -> None:
     os.environ.clear()
     os.environ.update(env)
     os.environ.update(THREAD_ENV)
+    limit_native_threads()
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="mova-bench-orphan-watch", daemon=True).start()
+
+
+def limit_native_threads() -> None:
+    """One thread for each native library of a worker, so N workers keep N cores busy rather than
+    each starting a thread per core: BLAS/OpenMP already loaded (``threadpoolctl``; later loads
+    read :data:`THREAD_ENV`), OpenCV, and torch where it is already imported (imported later, it
+    reads ``OMP_NUM_THREADS=1``). FFmpeg's decoders are left as they are: with the slice threading
+    PyAV asks for, an H.264 decode keeps ~0.4–0.6 of a core busy whatever its thread count."""
     try:
         from threadpoolctl import threadpool_limits
 
@@ -217,7 +229,12 @@ def _init_worker(env: dict[str, str], parent_pid: int) -> None:
         cv2.setNumThreads(1)
     except Exception:  # noqa: BLE001 - OpenCV missing or broken: not this module's problem
         pass
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="mova-bench-orphan-watch", daemon=True).start()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            torch.set_num_threads(1)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -401,6 +418,12 @@ class PoolExecutor(Executor):
         with self._lock:
             if self._pool is pool:
                 self._pool = None
+
+    def start(self) -> None:
+        """Start the pool now: from then on even a single task runs in a worker (with one worker,
+        tasks still run in this process)."""
+        if self.workers > 1:
+            self._current_pool()
 
     def close(self) -> None:
         """Stop the workers (after the tasks they are running) and remove the marker folder.

@@ -31,7 +31,8 @@ Workers' environment
     the feature cache and reference sets on shared storage) and every other ``MOVA_BENCH_*``
     variable, the weights variable named by the model card (``weights.env``) where this process has
     it, and the variables named in ``MOVA_BENCH_RAY_ENV`` (comma-separated, e.g. an API key's) are
-    set through Ray's ``runtime_env``; ``cv2.setNumThreads(1)``. A task runs in this process's
+    set through Ray's ``runtime_env``; one thread per native library
+    (:func:`~mova_bench.executors.pool.limit_native_threads`). A task runs in this process's
     working directory and sees its ``sys.path`` (appended) where those exist on the worker's node,
     so the run folder, relative paths and task functions of scripts and tests work as with the
     ``pool`` executor; on a cluster, mova-bench and its dependencies must be installed on every node.
@@ -111,12 +112,9 @@ def _prepare_worker(context: Mapping[str, Any]) -> None:
             sys.path.append(p)  # appended: the worker's own packages win over the driver's
     if not _worker_ready:
         _worker_ready = True
-        try:
-            import cv2
+        from mova_bench.executors.pool import limit_native_threads
 
-            cv2.setNumThreads(1)
-        except Exception:  # noqa: BLE001 - OpenCV missing or broken: not this module's problem
-            pass
+        limit_native_threads()
 
 
 def _ray_task(fn_key: str, fn_blob: bytes, item_blob: bytes, context: Mapping[str, Any]) -> Any:
@@ -241,6 +239,7 @@ class RayExecutor(Executor):
         self.max_retries = int(max_retries)
         self._ray: Any = None
         self._owns = False  # whether close() shuts Ray down: only a Ray this executor started
+        self._inherited_env: dict[str, str] | None = None  # the environment a Ray started here gave its workers
         self._lock = threading.Lock()
         self._warned_unpicklable = False
 
@@ -269,7 +268,20 @@ class RayExecutor(Executor):
                         where = f"the Ray cluster at {self.address}"
                     else:
                         cpus = self.workers or default_workers()
-                        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
+                        # workers of a Ray started here inherit this environment: the ones Ray starts
+                        # with it serve the tasks at once (a per-task runtime_env would start others)
+                        env = self._env([])
+                        saved = {k: os.environ.get(k) for k in env}
+                        os.environ.update(env)
+                        try:
+                            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
+                        finally:
+                            for k, v in saved.items():
+                                if v is None:
+                                    os.environ.pop(k, None)
+                                else:
+                                    os.environ[k] = v
+                        self._inherited_env = env
                         where = "a local Ray instance"
                 except ImportError as exc:
                     raise _missing(f"{exc}") from None
@@ -301,12 +313,16 @@ class RayExecutor(Executor):
             nodes = 0
         return {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0)), "nodes": nodes}
 
+    def start(self) -> None:
+        """Start (or connect to) Ray now rather than on the first :meth:`map`."""
+        self._connect()
+
     def close(self) -> None:
         """Shut Ray down if this executor started it (or connected this process to a cluster); a
         Ray the caller started is left running. Idempotent; a later :meth:`map` starts it again."""
         with self._lock:
             ray, owns = self._ray, self._owns
-            self._ray, self._owns = None, False
+            self._ray, self._owns, self._inherited_env = None, False, None
         if ray is not None and owns and ray.is_initialized():
             ray.shutdown()
 
@@ -389,8 +405,12 @@ class RayExecutor(Executor):
         from ray import cloudpickle
 
         # max_calls=0: keep workers (and the weights they loaded); Ray's default restarts a GPU worker after each task
-        remote = ray.remote(max_calls=0)(_ray_task).options(
-            num_cpus=hint["num_cpus"], num_gpus=hint["num_gpus"], max_retries=self.max_retries, retry_exceptions=False, runtime_env={"env_vars": self._env(extra_env)})
+        env = self._env(extra_env)
+        options: dict[str, Any] = {"num_cpus": hint["num_cpus"], "num_gpus": hint["num_gpus"],
+                                   "max_retries": self.max_retries, "retry_exceptions": False}
+        if env != self._inherited_env:  # a cluster's workers, or a variable this Ray's workers lack
+            options["runtime_env"] = {"env_vars": env}
+        remote = ray.remote(max_calls=0)(_ray_task).options(**options)
         fn_key = hashlib.sha256(fn_blob).hexdigest()
         fn_ref = ray.put(fn_blob)
         cwd = os.getcwd()

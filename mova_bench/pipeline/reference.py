@@ -21,6 +21,7 @@ from mova_bench import __version__
 from mova_bench.cache import home as cache_home
 from mova_bench.console import log
 from mova_bench.errors import ConfigError
+from mova_bench.executors.base import DEFAULT_EXECUTOR
 from mova_bench.generators.base import ClipRequest
 from mova_bench.metrics.base import FeatureSet
 from mova_bench.pipeline.analysis import ExtractorSpec, analyse_set
@@ -77,16 +78,58 @@ def procedural_reference_rows(suite: Suite, ref: dict[str, Any], geometry: Geome
 
     card = load_card("procedural")
     n = int(ref["samples_per_prompt"])
+    root, reqs = _procedural_plan(suite, ref, geometry, card)
+    with exclusive_folder(root, wait=True, what="reference folder"):
+        rows = generate_set(reqs, model="procedural", params={}, card=card, clips_dir=root / "clips",
+                            manifest_path=root / "manifest.jsonl", executor=executor, desc="reference clips")
+    return rows, {"path": str(root), "samples_per_prompt": n, "seed": ref["seed"]}
+
+
+def _procedural_plan(suite: Suite, ref: dict[str, Any], geometry: Geometry, card) -> tuple[Path, list[ClipRequest]]:
+    """Where the suite's procedural reference at ``geometry`` lives, and the clip requests it renders."""
+    n = int(ref["samples_per_prompt"])
     key = {"suite": suite.name, "fingerprint": suite.fingerprint(), "n": n, "seed": ref["seed"],
            "geometry": geometry.to_json(), "v": 2}
     root = cache_home() / "references" / f"{slug(suite.name)}-{spec_hash(key)}"
     reqs = build_requests(suite, card, seed=0, samples_per_prompt=n, seed_offset=REFERENCE_SEED_BASE + ref["seed"],
                           geometry=geometry)
-    reqs = [ClipRequest(**{**r.__dict__, "clip_id": "ref:" + r.clip_id}) for r in reqs]
-    with exclusive_folder(root, wait=True, what="reference folder"):
-        rows = generate_set(reqs, model="procedural", params={}, card=card, clips_dir=root / "clips",
-                            manifest_path=root / "manifest.jsonl", executor=executor, desc="reference clips")
-    return rows, {"path": str(root), "samples_per_prompt": n, "seed": ref["seed"]}
+    return root, [ClipRequest(**{**r.__dict__, "clip_id": "ref:" + r.clip_id}) for r in reqs]
+
+
+def reference_identity(ref: dict[str, Any], *, suite: Suite | None, geometry: Geometry | None) -> Any:
+    """What the reference's clips or statistics are, read without rendering or analysing anything:
+    the content hashes of its clips (procedural: only when every clip is rendered and verified),
+    or the SHA-256 of a stats file. None when it cannot be told cheaply (a procedural reference not
+    yet rendered, a missing file): the evaluation is then computed, never reused."""
+    from mova_bench.media import file_sha256
+    from mova_bench.store import read_manifest
+
+    kind = ref.get("kind")
+    try:
+        if kind is None:
+            return {"kind": None}
+        if kind == "stats":
+            return {"kind": kind, "sha256": file_sha256(ref["path"])}
+        if kind == "clips":
+            rows = folder_rows(Path(ref["path"]), suite, prefix="ref:")
+            return {"kind": kind, "clips": [[r["clip_id"], r.get("status"), r.get("content_hash"), r.get("prompt_text")]
+                                            for r in rows]}
+        if kind == "procedural" and suite is not None and geometry is not None:
+            from mova_bench.cards import load_card
+            from mova_bench.pipeline.generation import clip_is_done
+
+            root, reqs = _procedural_plan(suite, ref, geometry, load_card("procedural"))
+            rows = {r["clip_id"]: r for r in read_manifest(root / "manifest.jsonl")}
+            out = []
+            for req in reqs:
+                row = rows.get(req.clip_id)
+                if row is None or not clip_is_done(row, root / "clips" / f"{slug(req.clip_id)}.mp4"):
+                    return None
+                out.append([req.clip_id, row["content_hash"]])
+            return {"kind": kind, "path": str(root), "clips": out}
+    except (OSError, ValueError, KeyError, ConfigError):
+        return None
+    return None
 
 
 def reference_features(ref: dict[str, Any], *, suite: Suite | None, geometry: Geometry | None,
@@ -179,9 +222,11 @@ def _json(obj: Any) -> dict[str, Any]:
 
 
 def build_reference_stats(out: str, *, suite_name: str | None = None, clips: str | None = None,
-                          model: str | None = None, backbones: tuple[str, ...] = ("vstats", "melstats")) -> Path:
+                          model: str | None = None, backbones: tuple[str, ...] = ("vstats", "melstats"),
+                          executor: str = DEFAULT_EXECUTOR, workers: int | None = None) -> Path:
     """``mova-bench reference build``: running sums per backbone from a suite's reference set
-    (rendered at ``model``'s geometry when given) or from a folder of real clips."""
+    (rendered at ``model``'s geometry when given) or from a folder of real clips. Clips are rendered
+    and analysed on ``executor`` (default: the process pool over the usable cores)."""
     from mova_bench.cards import load_card
     from mova_bench.executors import get_executor
     from mova_bench.metrics.frechet import RunningStats, save_stats_npz
@@ -194,7 +239,6 @@ def build_reference_stats(out: str, *, suite_name: str | None = None, clips: str
         raise ConfigError(f"--out {out!r} already exists; it is never overwritten. Choose another file name")
     if (suite_name is None) == (clips is None):
         raise ConfigError("reference build needs exactly one of --suite S or --clips DIR")
-    ex = get_executor("local")
     suite = load_suite(suite_name) if suite_name else None
     specs = tuple(ExtractorSpec(b) for b in backbones)
     if suite is not None:
@@ -202,12 +246,14 @@ def build_reference_stats(out: str, *, suite_name: str | None = None, clips: str
         if ref["kind"] == "stats":
             raise ConfigError(f"suite {suite.name!r} already uses a stats reference ({ref['path']})")
         geometry = generation_geometry(suite, load_card(model) if model else None)
-        fs, info = reference_features(ref, suite=suite, geometry=geometry, specs=specs, executor=ex)
-        domain = info.get("domain")
-    else:
-        fs, info = reference_features({"kind": "clips", "path": str(Path(clips).resolve())}, suite=None,
-                                      geometry=None, specs=specs, executor=ex)
-        domain = "clips"
+    with get_executor(executor, workers) as ex:
+        if suite is not None:
+            fs, info = reference_features(ref, suite=suite, geometry=geometry, specs=specs, executor=ex)
+            domain = info.get("domain")
+        else:
+            fs, info = reference_features({"kind": "clips", "path": str(Path(clips).resolve())}, suite=None,
+                                          geometry=None, specs=specs, executor=ex)
+            domain = "clips"
     stats = {}
     from mova_bench.metrics.distribution import embedding_rows
 

@@ -28,16 +28,21 @@ from mova_bench.pipeline.analysis import analyse_set, extractor_specs
 from mova_bench.pipeline.analysis import runtime as analysis_runtime
 from mova_bench.pipeline.generation import generate_set
 from mova_bench.pipeline.ingest import folder_rows, probe_geometry, read_run, verify_rows
-from mova_bench.pipeline.outputs import RunOutcome, write_evaluation
-from mova_bench.pipeline.reference import LEARNED_VS_ORACLE_WARNING, reference_features, resolve_reference
+from mova_bench.pipeline.outputs import EVAL_FILES, RunOutcome, write_evaluation
+from mova_bench.pipeline.reference import (LEARNED_VS_ORACLE_WARNING, reference_features, reference_identity,
+                                            resolve_reference)
 from mova_bench.pipeline.requests import Geometry, build_requests, check_counts, generation_geometry
-from mova_bench.pipeline.scoring import compute_metrics, select_metrics
+from mova_bench.pipeline.scoring import compute_metrics, console_notes, select_metrics
 from mova_bench.profiles import apply_profile, profile_spec_name, profile_specs, resolve_profile
 from mova_bench.store import ensure_folder, exclusive_folder, read_json, slug, spec_hash, write_json_atomic
 from mova_bench.suites import Suite, load_suite
 
 #: bump when the meaning of an evaluation spec changes (its id changes with it)
 EVAL_SPEC_VERSION = 1
+#: in ``evals/<id>/``: the fingerprint of everything the evaluation's files were computed from
+#: (see :func:`_reuse_key`); written last, removed before an evaluation is recomputed
+REUSE_FILE = "inputs_fingerprint.json"
+REUSED_MESSAGE = "unchanged evaluation reused"
 OUT_FIX = "pass --out with a folder you can write to"
 HOME_FIX = "set MOVA_BENCH_HOME to a writable folder, e.g. export MOVA_BENCH_HOME=$HOME/.cache/mova-bench"
 
@@ -101,6 +106,104 @@ def check_device(device: str | None, batch_size: int | None, metric_objs: list[M
     return resolve_device(spec)
 
 
+# ---------------------------------------------------------------------------------------------
+# reusing an unchanged evaluation
+# ---------------------------------------------------------------------------------------------
+
+#: code whose edits change an evaluation's numbers or its files, beyond the extractors (whose own
+#: cache identities cover their code): metrics, statistics, scoring, outputs and the report
+_EVAL_CODE = ("metrics", "stats.py", "pipeline/scoring.py", "pipeline/outputs.py", "report")
+
+
+def _evaluation_code_sha256() -> str:
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for rel in _EVAL_CODE:
+        p = root / rel
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in (".py", ".j2", ".html", ".css", ".js")) if p.is_dir() else [p]
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode())
+            try:
+                h.update(f.read_bytes())
+            except OSError:
+                h.update(b"?")
+    return h.hexdigest()
+
+
+def _reuse_key(evaluation: dict[str, Any], rows: list[dict[str, Any]], specs, ref: dict[str, Any], *,
+               suite: Suite | None, geometry: Geometry | None, learned: bool, header: dict[str, Any],
+               inputs: dict[str, Any]) -> str | None:
+    """A fingerprint of everything an evaluation's files are computed from: its spec, the clips
+    (ids, status, content hashes, prompts), the reference's identity, every extractor's cache
+    identity, the code of the metrics and the report, the package and library versions, and what
+    the report shows (header, inputs). None when some part cannot be told without computing it."""
+    from mova_bench.features.base import NUMERIC_LIBRARIES, library_versions
+
+    ref_id = reference_identity(ref, suite=suite, geometry=geometry)
+    if ref_id is None:
+        return None
+    try:
+        extractors = [[s.name, s.build().cache_identity()] for s in specs]
+    except Exception:  # noqa: BLE001 - the analysis will say what is wrong
+        return None
+    clips = [[r.get("clip_id"), r.get("status"), r.get("reason"), r.get("content_hash"), r.get("prompt_id"),
+              r.get("prompt_text"), r.get("expected_offset_ms"), r.get("path")] for r in rows]
+    doc = {"evaluation": evaluation, "mova_bench": __version__, "eval_spec_version": EVAL_SPEC_VERSION,
+           "code": _evaluation_code_sha256(),
+           "libraries": library_versions(tuple(sorted({*NUMERIC_LIBRARIES, "scikit-learn", "pyarrow", "jinja2", "matplotlib"}))),
+           "extractors": extractors, "reference": ref_id, "clips": clips, "geometry": geometry.to_json() if geometry else None,
+           "learned": learned, "header": header, "inputs": inputs}
+    return spec_hash(doc, length=64)
+
+
+def _reuse(run_dir: Path, eval_dir: Path, key: str, rows: list[dict[str, Any]]) -> RunOutcome | None:
+    """The stored outcome of evaluation ``eval_dir`` when it was computed from exactly ``key`` and
+    is complete (every file there, no clip failed in analysis); else None. The report is rendered
+    again only where it is missing; the run's top-level view is switched to this evaluation when
+    it shows another one."""
+    try:
+        stored = read_json(eval_dir / REUSE_FILE)
+        if stored.get("key") != key or not all((eval_dir / f).is_file() for f in EVAL_FILES):
+            return None
+        doc = read_json(eval_dir / "metrics.json")
+    except (OSError, ValueError):
+        return None
+    n_failed_before = sum(1 for r in rows if r.get("status") != "ok")
+    if doc.get("n_clips") != len(rows) or doc.get("n_failed") != n_failed_before or not isinstance(doc.get("metrics"), dict):
+        return None  # a clip failed in analysis last time (a worker died...): compute it again
+    from mova_bench.report import write_report
+
+    eval_id = eval_dir.name
+    if not (eval_dir / "report.html").is_file():
+        write_report(eval_dir, run_dir=run_dir)
+    try:
+        top = read_json(run_dir / "metrics.json")
+        shown = (top.get("evaluation") or {}).get("id")
+    except (OSError, ValueError):
+        shown = None
+    if shown != eval_id or not all((run_dir / f).is_file() for f in EVAL_FILES):
+        import shutil
+
+        from mova_bench.store import atomic_path
+
+        for name in EVAL_FILES:  # this evaluation becomes the run's top-level view again
+            with atomic_path(run_dir / name) as tmp:
+                shutil.copyfile(eval_dir / name, tmp)
+        write_report(run_dir, run_dir=run_dir)
+    elif not (run_dir / "report.html").is_file():
+        write_report(run_dir, run_dir=run_dir)
+    warnings = list(doc.get("warnings") or [])
+    for w in warnings:
+        log(f"warning: {w}")
+    log(f"evaluation {eval_id}: {REUSED_MESSAGE} (clips, reference, metrics and code as when it was computed; "
+        "--no-cache computes it again)")
+    metrics = doc["metrics"]
+    return RunOutcome(run_dir, doc.get("status") or ("ok" if not doc["n_failed"] else "partial"), doc["n_clips"],
+                      doc["n_failed"], metrics, {"reused": 1.0}, eval_id, notes=[*warnings, *console_notes(metrics)])
+
+
 def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, learned: bool, geometry: Geometry | None,
            metric_objs: list[Metric], backbones: str, reference: str | None, seed: int, executor,
            use_cache: bool, header: dict[str, Any], inputs: dict[str, Any], timings: dict[str, float],
@@ -122,6 +225,22 @@ def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, le
     if not (eval_dir / "eval_spec.json").exists():
         write_json_atomic(eval_dir / "eval_spec.json", evaluation)
     log(f"evaluation {eval_id}: {len(evaluation['metrics'])} metric(s), backbones {backbones}, reference {ref.get('kind')}")
+    header = {**header, "geometry": geometry.to_json() if geometry else None}
+    key = None
+    key_inputs = {k: v for k, v in inputs.items() if k != "device"}  # the resolved device changes no number
+    scored_rows = rows
+
+    def reuse_key() -> str | None:
+        return _reuse_key(evaluation, scored_rows, specs, ref, suite=suite, geometry=geometry, learned=learned,
+                          header=header, inputs=key_inputs)
+
+    if use_cache:  # --no-cache: every number is computed again
+        key = reuse_key()
+        reused = _reuse(run_dir, eval_dir, key, rows) if key else None
+        if reused is not None:
+            return reused
+    (eval_dir / REUSE_FILE).unlink(missing_ok=True)  # its files are about to change
+    n_failed_before = sum(1 for r in rows if r.get("status") != "ok")
     ex = executor
     if torch_used and device.startswith("cuda") and getattr(ex, "name", "") == "pool":
         # one GPU model in this process, not one copy per pool worker (as for GPU generators)
@@ -148,14 +267,26 @@ def _score(run_dir: Path, rows: list[dict[str, Any]], *, suite: Suite | None, le
     if gstats.get("missing"):
         inputs["missing_features"] = gstats["missing"]
     evaluation_doc = {"id": eval_id, "path": f"evals/{eval_id}", "spec": evaluation}
-    return write_evaluation(run_dir, eval_dir, rows, results, gen_fs, evaluation=evaluation_doc, reference=ref_info,
-                            header={**header, "geometry": geometry.to_json() if geometry else None}, inputs=inputs,
-                            timings=timings, warnings=warnings)
+    outcome = write_evaluation(run_dir, eval_dir, rows, results, gen_fs, evaluation=evaluation_doc, reference=ref_info,
+                               header=header, inputs=inputs, timings=timings, warnings=warnings)
+    if key is None:  # --no-cache, or the procedural reference was rendered just now
+        key = reuse_key()
+    if key and outcome.n_failed == n_failed_before:  # no clip failed in analysis: reusable as it is
+        write_json_atomic(eval_dir / REUSE_FILE, {"key": key, "evaluation": eval_id,
+                                                  "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return outcome
 
 
-def _open_executor(name: str, workers: int | None):
+def _open_executor(name, workers: int | None):
     """The executor of one command (built once, so a process pool starts once); bad names fail here,
-    before any folder is made."""
+    before any folder is made. An :class:`~mova_bench.executors.Executor` given instead of a name
+    (a sweep shares one between its points) is used as it is and left open for its owner."""
+    import contextlib
+
+    from mova_bench.executors import Executor
+
+    if isinstance(name, Executor):
+        return contextlib.nullcontext(name)
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers}: expected an integer ≥ 1")
     return get_executor(name, **({"workers": workers} if workers else {}))

@@ -161,3 +161,67 @@ class Metric:
 
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
         raise NotImplementedError
+
+
+class ClipMeanMetric(Metric):
+    """A metric that is the mean over clips of one number a backbone gives each clip (DeSync,
+    IB-score), with a 95% percentile bootstrap CI over clips. Clips the backbone could not score
+    (their features' ``status`` is not ``ok``, or :meth:`clip_value` is None) are left out and
+    counted in ``extra`` by reason; a metric with no scorable clip is skipped with :attr:`short_fix`."""
+
+    #: the fix when clips were analysed but none could be scored
+    short_fix: ClassVar[str] = "generate longer clips"
+    #: the warning when some clips could not be scored ({n} = how many)
+    excluded_warning: ClassVar[str] = "{n} clip(s) could not be scored and are left out"
+
+    def clip_value(self, feats: dict[str, Any]) -> float | None:
+        raise NotImplementedError
+
+    def extra_for(self, scored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Further ``extra`` fields from the scored clips' features (none by default)."""
+        return {}
+
+    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
+        from collections import Counter
+
+        from mova_bench.stats import N_BOOTSTRAP, bootstrap_ci
+
+        extractor = self.required_extractors()[0]
+        per = gen.features.get(extractor, {})
+        values: dict[str, float] = {}
+        scored: dict[str, dict[str, Any]] = {}
+        reasons: Counter[str] = Counter()
+        n_total = 0
+        for cid in gen.clip_ids:
+            feats = per.get(cid)
+            if feats is None:
+                continue
+            n_total += 1
+            value = self.clip_value(feats) if str(feats.get("status", "ok")) == "ok" else None
+            if value is None or not math.isfinite(value):
+                status = str(feats.get("status", "ok"))
+                reasons[status if status != "ok" else "invalid"] += 1
+                continue
+            values[cid] = float(value)
+            scored[cid] = feats
+        extra: dict[str, Any] = {"backbone": self.backbone, "n_total": n_total,
+                                 "n_excluded": int(sum(reasons.values())), "excluded_reasons": dict(sorted(reasons.items()))}
+        if len(gen.clip_ids) - n_total:
+            extra["n_missing_features"] = len(gen.clip_ids) - n_total
+        if not values:
+            why = (f"no clip has {extractor} features (nothing was analysed)" if not n_total else
+                   f"none of the {n_total} analysed clips could be scored by {extractor} "
+                   f"({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})")
+            fix = ("check that the run's clips decoded (see manifest.jsonl status) and rerun the evaluation" if not n_total
+                   else self.short_fix)
+            return self.skipped(why, fix, extra=extra)
+        extra.update(self.extra_for(scored))
+        arr = np.array(list(values.values()), dtype=np.float64)
+        lo, hi = bootstrap_ci(arr, np.mean, seed=seed)
+        warnings = ["a single clip: no confidence interval"] if arr.size < 2 else []
+        if arr.size >= 2:
+            extra["ci_method"] = f"percentile bootstrap over clips ({N_BOOTSTRAP} resamples, seed {seed})"
+        if extra["n_excluded"]:
+            warnings.append(self.excluded_warning.format(n=extra["n_excluded"]))
+        return self.result(float(arr.mean()), n=int(arr.size), ci_low=lo if math.isfinite(lo) else None,
+                           ci_high=hi if math.isfinite(hi) else None, extra=extra, per_clip=values, warnings=warnings)

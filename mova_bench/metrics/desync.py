@@ -15,14 +15,11 @@ the mean too). Per clip (per_clip.parquet): ``desync_s``.
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
-from mova_bench.stats import bootstrap_ci
+from mova_bench.metrics.base import ClipMeanMetric
 
 
 def _grid() -> np.ndarray:
@@ -43,7 +40,7 @@ def clip_desync(feats: dict[str, Any]) -> float | None:
     return float(np.mean(np.abs(grid[cls.astype(np.int64)])))
 
 
-class DeSync(Metric):
+class DeSync(ClipMeanMetric):
     """Mean over clips of Synchformer's |offset| on the first and last 4.8 s (seconds; lower is better)."""
 
     name = "desync"
@@ -55,6 +52,8 @@ class DeSync(Metric):
     requires = ("{backbone}",)
     needs_reference = False
     per_clip_column = "desync_s"
+    short_fix = "DeSync needs at least 4.8 s of video and audio per clip (8 s for av-benchmark's windows): generate longer clips"
+    excluded_warning = "{n} clip(s) too short for Synchformer's 4.8 s windows are left out"
     convention = (
         "av-benchmark DeSync (commit 050a5cd): Synchformer (AudioSet 24-01-04T16-39-21, MMAudio weights); first 8 s "
         "of each stream from its start; video 25 fps (FFmpeg fps-filter rule), short side 224 bicubic + centre crop, "
@@ -67,52 +66,9 @@ class DeSync(Metric):
         "over clips (1000 resamples, seeded)."
     )
 
-    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
-        extractor = self.required_extractors()[0]
-        per = gen.features.get(extractor, {})
-        values: dict[str, float] = {}
-        signed: list[float] = []
-        reasons: Counter[str] = Counter()
-        n_total = 0
-        for cid in gen.clip_ids:
-            feats = per.get(cid)
-            if feats is None:
-                continue
-            n_total += 1
-            value = clip_desync(feats)
-            if value is None or not math.isfinite(value):
-                reasons[str(feats.get("status", "invalid"))] += 1
-                continue
-            values[cid] = value
-            signed.extend(float(o) for o in np.asarray(feats["offset_s"], dtype=np.float64).reshape(-1))
-        extra: dict[str, Any] = {
-            "n_total": n_total,
-            "n_excluded": int(sum(reasons.values())),
-            "excluded_reasons": dict(sorted(reasons.items())),
-            "n_windows": 2 * len(values),
-        }
-        if len(gen.clip_ids) - n_total:
-            extra["n_missing_features"] = len(gen.clip_ids) - n_total
-        if not values:
-            why = (f"no clip has {extractor} features (nothing was analysed)" if not n_total else
-                   f"none of the {n_total} analysed clips could be scored by {extractor} "
-                   f"({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})")
-            fix = ("check that the run's clips decoded (see manifest.jsonl status) and rerun the evaluation" if not n_total
-                   else "DeSync needs at least 4.8 s of video and audio per clip (8 s for av-benchmark's windows): "
-                        "generate longer clips")
-            return self.skipped(why, fix, extra=extra)
-        arr = np.array(list(values.values()), dtype=np.float64)
-        extra["mean_signed_offset_s"] = float(np.mean(signed)) if signed else None
-        lo, hi = bootstrap_ci(arr, np.mean, seed=seed)
-        warnings = ["a single clip: no confidence interval"] if arr.size < 2 else []
-        if extra["n_excluded"]:
-            warnings.append(f"{extra['n_excluded']} clip(s) too short for Synchformer's 4.8 s windows are left out")
-        return self.result(
-            float(arr.mean()),
-            n=int(arr.size),
-            ci_low=None if not math.isfinite(lo) else lo,
-            ci_high=None if not math.isfinite(hi) else hi,
-            extra=extra,
-            per_clip=dict(values),
-            warnings=warnings,
-        )
+    def clip_value(self, feats: dict[str, Any]) -> float | None:
+        return clip_desync(feats)
+
+    def extra_for(self, scored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        signed = [float(o) for f in scored.values() for o in np.asarray(f["offset_s"], dtype=np.float64).reshape(-1)]
+        return {"n_windows": 2 * len(scored), "mean_signed_offset_s": float(np.mean(signed)) if signed else None}

@@ -19,13 +19,11 @@ are left out and counted in ``extra``. Per clip (per_clip.parquet): ``ib_score[i
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
-from mova_bench.stats import N_BOOTSTRAP, bootstrap_ci
+from mova_bench.metrics.base import ClipMeanMetric, MetricResult
 
 
 def clip_ib_score(feats: dict[str, Any]) -> float | None:
@@ -36,7 +34,7 @@ def clip_ib_score(feats: dict[str, Any]) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class IBScore(Metric):
+class IBScore(ClipMeanMetric):
     """Mean over clips of ImageBind's audio–video cosine (higher is better)."""
 
     name = "ib_score"
@@ -47,6 +45,8 @@ class IBScore(Metric):
     backbone_modality = "av"
     requires = ("{backbone}",)
     needs_reference = False
+    short_fix = "IB-score needs about 3 s of video (two frames at 0.5 fps) and 25 ms of audio per clip: generate longer clips"
+    excluded_warning = "{n} clip(s) could not be scored by ImageBind and are left out"
     convention = (
         "av-benchmark IB-Score (commit 050a5cd): per clip cosine(audio, video) of ImageBind huge embeddings, in [-1, 1] "
         "(papers print x100). Video: first 8 s at 0.5 fps (FFmpeg fps-filter rule), short side 224 bicubic antialias, "
@@ -66,41 +66,8 @@ class IBScore(Metric):
             res.display_name = f"{standard} [{self.backbone}]"
         return res
 
-    def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
-        extractor = self.required_extractors()[0]
-        per = gen.features.get(extractor, {})
-        values: dict[str, float] = {}
-        reasons: Counter[str] = Counter()
-        n_total = 0
-        for cid in gen.clip_ids:
-            feats = per.get(cid)
-            if feats is None:
-                continue
-            n_total += 1
-            value = clip_ib_score(feats)
-            if value is None:
-                reasons[str(feats.get("status", "invalid")) if str(feats.get("status", "ok")) != "ok" else "not_finite"] += 1
-                continue
-            values[cid] = value
-        extra: dict[str, Any] = {"backbone": self.backbone, "n_total": n_total, "n_excluded": int(sum(reasons.values())),
-                                 "excluded_reasons": dict(sorted(reasons.items())), "scale": "cosine in [-1, 1]; x100 in papers"}
-        if len(gen.clip_ids) - n_total:
-            extra["n_missing_features"] = len(gen.clip_ids) - n_total
-        if not values:
-            why = (f"no clip has {extractor} features (nothing was analysed)" if not n_total else
-                   f"none of the {n_total} analysed clips could be scored by {extractor} "
-                   f"({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})")
-            fix = ("check that the run's clips decoded (see manifest.jsonl status) and rerun the evaluation" if not n_total
-                   else "IB-score needs about 3 s of video (two frames at 0.5 fps) and 25 ms of audio per clip: "
-                        "generate longer clips")
-            return self.skipped(why, fix, extra=extra)
-        arr = np.array(list(values.values()), dtype=np.float64)
-        lo, hi = bootstrap_ci(arr, np.mean, seed=seed)
-        warnings = ["a single clip: no confidence interval"] if arr.size < 2 else []
-        if arr.size >= 2:
-            extra["ci_method"] = f"percentile bootstrap over clips ({N_BOOTSTRAP} resamples, seed {seed})"
-        if extra["n_excluded"]:
-            warnings.append(f"{extra['n_excluded']} clip(s) could not be scored by ImageBind and are left out")
-        return self.result(float(arr.mean()), n=int(arr.size), ci_low=None if not math.isfinite(lo) else lo,
-                           ci_high=None if not math.isfinite(hi) else hi, extra=extra, per_clip=dict(values),
-                           warnings=warnings)
+    def clip_value(self, feats: dict[str, Any]) -> float | None:
+        return clip_ib_score(feats)
+
+    def extra_for(self, scored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {"scale": "cosine in [-1, 1]; x100 in papers"}

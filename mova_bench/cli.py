@@ -68,7 +68,8 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="torch device of pretrained backbones: auto (cuda when torch sees a GPU, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="forward-pass batch size of pretrained backbones (default: each backbone's own); results do not depend on it")
+                   help="clips per analysis task and per forward pass of pretrained backbones (default: 8 clips per task on "
+                        "CUDA, 4 on CPU; OpenCLIP/InceptionV3 batch frames, VGGish 0.96 s examples); results do not depend on it")
 
 
 def build_parser() -> argparse.ArgumentParser:

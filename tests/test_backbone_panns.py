@@ -35,11 +35,10 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _refuse)
 
 
-@pytest.fixture(scope="module")
-def ref_cnn14(tmp_path_factory):
-    """panns_inference.models.Cnn14, imported with HOME holding a 527-row label CSV and sockets
-    blocked (its import would otherwise wget the CSV)."""
-    home = tmp_path_factory.mktemp("home")
+def reference_cnn14_builder(home: Path):
+    """``build(sample_rate, seed)``: panns_inference.models.Cnn14 with seeded random weights, imported
+    with ``home`` (an empty folder) as HOME holding a 527-row label CSV and sockets blocked (its
+    import would otherwise wget the CSV)."""
     (home / "panns_data").mkdir()
     with open(home / "panns_data" / "class_labels_indices.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -75,6 +74,11 @@ def ref_cnn14(tmp_path_factory):
         return model
 
     return build
+
+
+@pytest.fixture(scope="module")
+def ref_cnn14(tmp_path_factory):
+    return reference_cnn14_builder(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")

@@ -36,18 +36,22 @@ def _signal(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def reference():
+def reference_vggish(seed: int = 1234):
     """torchvggish 0.2's VGG (postprocess off) with seeded random weights (the 'upstream' model)."""
     from torchvggish.torchvggish import VGG, make_layers
 
-    torch.manual_seed(1234)
+    torch.manual_seed(seed)
     model = VGG(make_layers(), postprocess=False).eval()
     with torch.no_grad():  # larger random biases, so the last ReLU clips a real share of the outputs
         for name, p in model.named_parameters():
             if name.endswith("bias"):
                 p.normal_(0.0, 0.05)
     return model
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return reference_vggish()
 
 
 @pytest.fixture(scope="module")

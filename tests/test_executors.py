@@ -327,6 +327,26 @@ def test_pool_progress_counts_finished_tasks(capsys, monkeypatch, pool2):
     assert re.fullmatch(r"analysing clips: 4/4 clips, \d+\.\d s elapsed", lines[-1])
 
 
+class _Chunk:
+    """Stands for an analysis chunk: several clips per item."""
+
+    def __init__(self, ids):
+        self.clip_ids = tuple(ids)
+
+
+def _n_clips(chunk):
+    return len(chunk.clip_ids)
+
+
+def test_progress_counts_tasks_when_an_item_holds_several_clips(capsys, monkeypatch, pool2):
+    monkeypatch.setenv("MOVA_BENCH_PROGRESS_INTERVAL", "0")
+    chunks = [_Chunk(["a", "b"]), _Chunk(["c", "d"]), _Chunk(["e"])]
+    for ex in (get_executor("local"), pool2):
+        assert sorted(r for _, r in ex.map(_n_clips, chunks, desc="analysing (5 clips, up to 2 per task)")) == [1, 2, 2]
+        lines = capsys.readouterr().err.splitlines()
+        assert lines[-1].startswith("analysing (5 clips, up to 2 per task): 3/3 tasks,"), lines
+
+
 @pytest.mark.slow
 def test_pool_results_are_bitwise_identical_to_local_on_real_clips(tmp_path):
     """Generate and analyse procedural clips with both executors: same mp4 bytes, same features."""

@@ -115,6 +115,12 @@ def progress(items: list[Any], desc: str, *, unit: str = "clips") -> Iterable[An
     return _progress_lines(items, desc, unit, stream, progress_interval())
 
 
+def progress_unit(items: list[Any]) -> str:
+    """What one item of a map is, for its progress line: "tasks" when items hold several clips
+    each (an analysis chunk has ``clip_ids``; its description says how many), else "clips"."""
+    return "tasks" if items and hasattr(items[0], "clip_ids") else "clips"
+
+
 def progress_interval() -> float:
     raw = os.environ.get(PROGRESS_INTERVAL_ENV, "").strip()
     try:

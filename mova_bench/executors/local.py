@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
 
-from mova_bench.executors.base import Executor, progress, run_task
+from mova_bench.executors.base import Executor, progress, progress_unit, run_task
 
 
 class LocalExecutor(Executor):
@@ -20,5 +20,5 @@ class LocalExecutor(Executor):
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, desc: str = "") -> Iterator[tuple[Any, Any]]:
         items = list(items)
-        for item in progress(items, desc):
+        for item in progress(items, desc, unit=progress_unit(items)):
             yield item, run_task(fn, item)

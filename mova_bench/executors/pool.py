@@ -69,7 +69,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from mova_bench.executors.base import Executor, TaskFailure, progress, run_task
+from mova_bench.executors.base import Executor, TaskFailure, progress, progress_unit, run_task
 
 #: available memory reserved for each worker by :func:`default_workers`
 MEMORY_PER_WORKER_BYTES = int(1.5 * 2**30)
@@ -452,12 +452,12 @@ class PoolExecutor(Executor):
         """Yield ``(item, result_or_TaskFailure)`` as tasks finish (order may differ)."""
         items = list(items)
         if self.workers <= 1 or not items or (len(items) == 1 and not self.running) or not self._picklable(fn):
-            for item in progress(items, desc):
+            for item in progress(items, desc, unit=progress_unit(items)):
                 yield item, run_task(fn, item)
             return
         results = self._results(fn, items)
         try:
-            for _ in progress(list(range(len(items))), desc):
+            for _ in progress(list(range(len(items))), desc, unit=progress_unit(items)):
                 yield next(results)
             results.close()
         except GeneratorExit:

@@ -60,7 +60,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from mova_bench.errors import ConfigError, MissingDependencyError
-from mova_bench.executors.base import Executor, TaskFailure, progress, run_task
+from mova_bench.executors.base import Executor, TaskFailure, progress, progress_unit, run_task
 from mova_bench.executors.pool import INFLIGHT_PER_WORKER, THREAD_ENV, default_workers
 
 #: the cluster to use: ``auto``, ``host:port`` or ``ray://host:port`` (unset: a private local Ray)
@@ -339,7 +339,7 @@ class RayExecutor(Executor):
             return
         fn_blob = self._pickled(fn)
         if fn_blob is None:
-            for item in progress(items, desc):
+            for item in progress(items, desc, unit=progress_unit(items)):
                 yield item, run_task(fn, item)
             return
         card_resources, card_env = _generation_hints(fn, items)
@@ -349,7 +349,7 @@ class RayExecutor(Executor):
         ray = self._connect()
         results = self._results(ray, fn_blob, items, hint, card_env)
         try:
-            for _ in progress(list(range(len(items))), desc):
+            for _ in progress(list(range(len(items))), desc, unit=progress_unit(items)):
                 yield next(results)
             results.close()
         except GeneratorExit:

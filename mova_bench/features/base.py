@@ -277,8 +277,10 @@ class TorchBackbone(FeatureExtractor):
 
     * :meth:`load` — builds the model once per process for each (class, parameters, device)
       (later instances reuse it), in fp32;
-    * :meth:`extract` / :meth:`extract_batch` (default: :meth:`extract` per clip; a subclass may
-      batch; outputs must not depend on the batch size);
+    * :meth:`extract` / :meth:`extract_batch` (several clips; a subclass overrides
+      :meth:`embed_batch` to run them in shared forward passes, default :meth:`embed` per clip;
+      outputs must not depend on the batch, and a clip it cannot embed comes back as its
+      :class:`FeatureMissing` in place, never raised);
     * :meth:`available` — ``(False, "pip install 'mova-bench[<extra>]'")`` when a module of the
       extra cannot be found, ``(False, "mova-bench weights fetch <name>")`` when a weight file is
       missing (both joined by ``; `` when both are), found without importing the modules (some
@@ -444,6 +446,49 @@ class TorchBackbone(FeatureExtractor):
         with _StrictNumerics():
             return self._to_numpy(self.embed(clip))
 
-    def extract_batch(self, clips: list[DecodedClip]) -> list[dict[str, np.ndarray]]:
-        """One result per clip, in order (default: :meth:`extract` per clip)."""
-        return [self.extract(c) for c in clips]
+    def extract_batch(self, clips: list[DecodedClip]) -> list[dict[str, np.ndarray] | FeatureMissing]:
+        """One entry per clip, in order: its arrays (equal to :meth:`extract` of that clip up to float
+        rounding), or the :class:`FeatureMissing` saying why this backbone cannot embed it —
+        returned, not raised, so the other clips keep their features. Any other error raises for
+        the whole call (the analysis then runs the clips one by one, so the error lands on its
+        clip). Runs :meth:`embed_batch` under the same numerics as :meth:`extract`."""
+        clips = list(clips)
+        if self.model is None:
+            self.load(self.device or "cpu")
+        with _StrictNumerics():
+            outs = list(self.embed_batch(clips))
+        if len(outs) != len(clips):
+            raise RuntimeError(f"{self.name}: embed_batch returned {len(outs)} results for {len(clips)} clips")
+        return [o if isinstance(o, FeatureMissing) else self._to_numpy(o) for o in outs]
+
+    def embed_batch(self, clips: list[DecodedClip]) -> list[dict[str, Any] | FeatureMissing]:
+        """Arrays for several clips (``self.model`` and ``self.device`` set), one entry per clip in
+        order, a :class:`FeatureMissing` in place of a clip this backbone cannot embed. Default:
+        :meth:`embed` per clip; a subclass batches where its network allows (several clips per
+        forward pass, ``self.batch_size`` bounding what one forward holds, in the subclass's unit)."""
+        out: list[dict[str, Any] | FeatureMissing] = []
+        for clip in clips:
+            try:
+                out.append(self.embed(clip))
+            except FeatureMissing as exc:
+                out.append(exc)
+        return out
+
+
+def forward_in_slices(inputs: list[Any], size: int | None, forward: Any) -> list[Any]:
+    """``forward`` over the concatenation (dim 0) of the per-clip tensors ``inputs``, ``size`` rows at
+    most per call (None: all at once), split back into one output per input, in order.
+
+    Rows are independent in the backbones that use this (eval-mode networks, no cross-sample
+    statistics), so each clip's output equals its own forward up to float rounding."""
+    import torch
+
+    if not inputs:
+        return []
+    counts = [int(x.shape[0]) for x in inputs]
+    rows = torch.cat(inputs) if len(inputs) > 1 else inputs[0]
+    if rows.shape[0] == 0:
+        return [rows[:0] for _ in inputs]
+    step = max(1, int(size)) if size else max(1, rows.shape[0])
+    outs = torch.cat([forward(rows[i : i + step]) for i in range(0, rows.shape[0], step)])
+    return list(torch.split(outs, counts))

@@ -460,15 +460,45 @@ class LaionClap(TorchBackbone):
         return self.model.clap.get_audio_embedding(inputs).float()
 
     def embed(self, clip: Any) -> dict[str, Any]:
+        audio = self._audio(clip)
+        return self._outputs(audio, self.audio_embeddings([audio])[0], clip.prompt_text)
+
+    def embed_batch(self, clips: list[Any]) -> list[dict[str, Any]]:
+        """The clips' 10 s windows through the audio tower together (``batch_size`` clips per
+        forward pass, default all; every window has the same shape, and fusion's local branch runs
+        only on the rows of longer clips) and the prompts not embedded yet through the text tower
+        in one pass (each padded to 77 tokens); each clip's outputs equal its own :meth:`embed`'s."""
+        import torch
+
+        audios = [self._audio(c) for c in clips]  # a clip without audio raises: the harness isolates it
+        self._text_embeddings([str(c.prompt_text) for c in clips if c.prompt_text is not None and str(c.prompt_text).strip()])
+        step = max(1, int(self.batch_size or len(audios) or 1))
+        embs = torch.cat([self.audio_embeddings(audios[i : i + step]) for i in range(0, len(audios), step)]) if audios else []
+        return [self._outputs(a, e, c.prompt_text) for a, e, c in zip(audios, embs, clips)]
+
+    def _text_embeddings(self, texts: list[str]) -> None:
+        """Embed the distinct ``texts`` not cached yet in one pass, into the text cache."""
+        todo = [t for t in dict.fromkeys(texts) if (id(self.model), str(self.device), t) not in self._text_cache]
+        if not todo:
+            return
+        if len(self._text_cache) + len(todo) > 256:
+            self._text_cache.clear()
+        tokens = {k: v.to(self.device) for k, v in tokenize(self.model.tokenizer, todo).items()}
+        embs = self.model.clap.get_text_embedding(tokens).float()
+        for i, t in enumerate(todo):
+            self._text_cache[(id(self.model), str(self.device), t)] = embs[i]
+
+    def _audio(self, clip: Any) -> np.ndarray:
         audio = np.asarray(clip.audio_at(SAMPLE_RATE), dtype=np.float32)
         if audio.size == 0:
             raise MovaBenchError(f"{self.name}: the clip has no audio to embed", fix="check the clip's audio stream")
         if self.params["remove_dc"]:
             audio = (audio - audio.mean(dtype=np.float64)).astype(np.float32)
-        emb = self.audio_embeddings([audio])[0]
+        return audio
+
+    def _outputs(self, audio: np.ndarray, emb: Any, text: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"embedding": emb, "audio_seconds": np.float64(audio.size / SAMPLE_RATE),
                                "cropped": np.int8(audio.size > MAX_LEN), "checkpoint": np.array(self.params["checkpoint"])}
-        text = clip.prompt_text
         if text is None or not str(text).strip():
             out.update(clap_score=np.float32(np.nan), has_text=np.int8(0))
             return out

@@ -103,12 +103,47 @@ class InceptionV3(TorchBackbone):
         return load_inception(paths["inception-v3"]).to(device)
 
     def embed(self, clip: Any) -> dict[str, np.ndarray]:
+        return self._outputs(self._forward(self._frames_tensor(clip)))
+
+    def embed_batch(self, clips: list[Any]) -> list[dict[str, np.ndarray] | FeatureMissing]:
+        """The frames of all the clips through the network together, ``batch_size`` (default 32)
+        frames per forward pass across clip boundaries, clips of one frame size at a time (the
+        network resizes each batch to 299 px); each clip's features equal its own forward's."""
+        from mova_bench.features.base import forward_in_slices
+
+        out: list[Any] = [None] * len(clips)
+        by_size: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
+        for i, clip in enumerate(clips):
+            try:
+                x = self._frames_tensor(clip)
+            except FeatureMissing as exc:
+                out[i] = exc
+                continue
+            by_size.setdefault(tuple(x.shape[1:]), []).append((i, x))
+        for group in by_size.values():
+            feats = forward_in_slices([x for _, x in group], int(self.batch_size or CHUNK), self._rows)
+            for (i, _), f in zip(group, feats):
+                out[i] = self._outputs(f.numpy().astype(np.float32))
+        return out
+
+    def _frames_tensor(self, clip: Any) -> Any:
+        """(k, 3, H, W) uint8 frames at ``fps``; FeatureMissing when the clip has none."""
         import torch
 
         frames = clip.frames(self.video_needs[0])
         if len(frames) == 0:
             raise FeatureMissing(self.name, "the clip has no video frames to sample", reason="no_video_stream")
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # (k, 3, H, W) uint8
-        rows = [self.model(x[i : i + CHUNK].to(self.device))[0].float().cpu() for i in range(0, len(x), CHUNK)]
-        feats = torch.cat(rows).numpy().astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+
+    def _rows(self, x: Any) -> Any:
+        return self.model(x.to(self.device))[0].float().cpu()
+
+    def _forward(self, x: Any) -> np.ndarray:
+        import torch
+
+        rows = [self._rows(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]
+        return torch.cat(rows).numpy().astype(np.float32)
+
+    @staticmethod
+    def _outputs(feats: np.ndarray) -> dict[str, np.ndarray]:
         return {"frames": feats, "embedding": feats.mean(axis=0, dtype=np.float64).astype(np.float32)}

@@ -216,29 +216,68 @@ class OpenClipBackbone(TorchBackbone):
 
     def image_embeddings(self, frames: np.ndarray) -> Any:
         """(k, D) float32 ``encode_image`` outputs (not normalised) of (k, H, W, 3) uint8 frames."""
+        from mova_bench.features.base import forward_in_slices
+
+        return forward_in_slices([self._pixels(frames)], int(self.batch_size or DEFAULT_BATCH), self._encode_images)[0]
+
+    def _pixels(self, frames: np.ndarray) -> Any:
+        """(k, 3, 224, 224) open_clip eval-transformed frames (CPU)."""
         import torch
         from PIL import Image
 
-        batch = int(self.batch_size or DEFAULT_BATCH)
-        out = []
-        for start in range(0, frames.shape[0], batch):
-            x = torch.stack([self.model.preprocess(Image.fromarray(f)) for f in frames[start:start + batch]])
-            out.append(self.model.clip.encode_image(x.to(self.device)).float())
-        return torch.cat(out)
+        if frames.shape[0] == 0:
+            return torch.zeros((0, 3, 224, 224))
+        return torch.stack([self.model.preprocess(Image.fromarray(f)) for f in frames])
 
-    def embed(self, clip: Any) -> dict[str, Any]:
+    def _encode_images(self, x: Any) -> Any:
+        return self.model.clip.encode_image(x.to(self.device)).float()
+
+    def _clip_frames(self, clip: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The clip's sampled frames and their times; raises when it has none."""
         need = self.video_needs[0]
         frames = clip.frames(need)
         times = clip.frame_times(need) if hasattr(clip, "frame_times") else np.arange(frames.shape[0]) / self.params["fps"]
         if frames.shape[0] == 0:
             raise MovaBenchError(f"{self.name}: the clip has no video frame to score",
                                  fix="check the clip's video stream (mova-bench probe) or drop the clip")
-        img = self.image_embeddings(frames)
+        return frames, times
+
+    def embed(self, clip: Any) -> dict[str, Any]:
+        frames, times = self._clip_frames(clip)
+        return self._outputs(self.image_embeddings(frames), times, clip.prompt_text)
+
+    def embed_batch(self, clips: list[Any]) -> list[dict[str, Any]]:
+        """The frames of all the clips through the image tower together (``batch_size`` frames per
+        forward pass, default 16, across clip boundaries) and the prompts not embedded yet through
+        the text tower in one pass; each clip's outputs equal its own :meth:`embed`'s."""
+        from mova_bench.features.base import forward_in_slices
+
+        sampled = [self._clip_frames(c) for c in clips]  # a clip without frames raises: the harness isolates it
+        texts = [str(c.prompt_text) for c in clips if c.prompt_text is not None and str(c.prompt_text).strip()]
+        self._text_embeddings(texts)
+        imgs = forward_in_slices([self._pixels(f) for f, _ in sampled], int(self.batch_size or DEFAULT_BATCH),
+                                 self._encode_images)
+        return [self._outputs(img, times, c.prompt_text) for img, (_, times), c in zip(imgs, sampled, clips)]
+
+    def _text_embeddings(self, texts: list[str]) -> None:
+        """Embed the distinct ``texts`` not cached yet with one ``encode_text`` pass (rows are
+        independent: each equals its own pass), into the text cache."""
+        todo = [t for t in dict.fromkeys(texts) if (id(self.model), str(self.device), t) not in self._text_cache]
+        if not todo:
+            return
+        if len(self._text_cache) + len(todo) > 256:
+            self._text_cache.clear()
+        tokens = self.model.tokenizer(todo)
+        embs = self.model.clip.encode_text(tokens.to(self.device)).float()
+        for i, t in enumerate(todo):
+            self._text_cache[(id(self.model), str(self.device), t)] = (embs[i], tokenize(self.model.tokenizer, t)[1])
+
+    def _outputs(self, img: Any, times: np.ndarray, text: Any) -> dict[str, Any]:
+        """The documented outputs of one clip from its (k, D) image embeddings and prompt."""
         unit = img / img.norm(p=2, dim=-1, keepdim=True)
         out: dict[str, Any] = {"embedding": unit.mean(dim=0), "frame_times": np.asarray(times, dtype=np.float64)}
-        text = clip.prompt_text
         if text is None or not str(text).strip():
-            k = frames.shape[0]
+            k = img.shape[0]
             out.update(clip_score=np.float32(np.nan), clip_score_frames=np.full(k, np.nan, np.float32),
                        has_text=np.int8(0), text_truncated=np.int8(0))
             return out

@@ -283,16 +283,53 @@ class PannsCnn14(TorchBackbone):
     def embed(self, clip: Any) -> dict[str, np.ndarray]:
         import torch
 
-        sr = int(self.params["sample_rate"])
-        _, hop, _, _ = variant(sr)
         wav = self.waveform(clip)
-        if 1 + wav.size // hop < MIN_FRAMES or wav.size <= variant(sr)[0] // 2:
-            out = missing_features(EMBEDDING_DIM, f"the audio lasts {wav.size / sr:.2f} s; CNN14 needs at least "
-                                   f"{(MIN_FRAMES - 1) * hop / sr:.2f} s ({MIN_FRAMES} STFT frames) to pool", frame_level=False)
-            out["logits"] = np.full(N_CLASSES, np.nan, np.float32)
-            return out
-        out = self.model(torch.from_numpy(wav)[None].to(self.device))
-        return {
-            "embedding": out["embedding"][0].float().cpu().numpy().astype(np.float32),
-            "logits": out["logits"][0].float().cpu().numpy().astype(np.float32),
-        }
+        if self._too_short(wav):
+            return self._missing(wav)
+        return self._outputs(self._rows(torch.from_numpy(wav)[None])[0])
+
+    def embed_batch(self, clips: list[Any]) -> list[dict[str, np.ndarray]]:
+        """Clips whose waveforms have the same length go through the network together
+        (``batch_size`` clips per forward pass, default all): CNN14 pools over the whole clip, so
+        clips are never padded to a common length; with ``max_seconds`` every clip at least that
+        long has the same length. Each clip's outputs equal its own forward's."""
+        import torch
+
+        from mova_bench.features.base import forward_in_slices
+
+        out: list[Any] = [None] * len(clips)
+        by_length: dict[int, list[tuple[int, Any]]] = {}
+        for i, clip in enumerate(clips):
+            wav = self.waveform(clip)
+            if self._too_short(wav):
+                out[i] = self._missing(wav)
+            else:
+                by_length.setdefault(wav.size, []).append((i, torch.from_numpy(wav)[None]))
+        for group in by_length.values():
+            for (i, _), row in zip(group, forward_in_slices([x for _, x in group], self.batch_size, self._rows)):
+                out[i] = self._outputs(row[0])
+        return out
+
+    def _too_short(self, wav: np.ndarray) -> bool:
+        sr = int(self.params["sample_rate"])
+        return 1 + wav.size // variant(sr)[1] < MIN_FRAMES or wav.size <= variant(sr)[0] // 2
+
+    def _missing(self, wav: np.ndarray) -> dict[str, np.ndarray]:
+        sr = int(self.params["sample_rate"])
+        hop = variant(sr)[1]
+        out = missing_features(EMBEDDING_DIM, f"the audio lasts {wav.size / sr:.2f} s; CNN14 needs at least "
+                               f"{(MIN_FRAMES - 1) * hop / sr:.2f} s ({MIN_FRAMES} STFT frames) to pool", frame_level=False)
+        out["logits"] = np.full(N_CLASSES, np.nan, np.float32)
+        return out
+
+    def _rows(self, x: Any) -> Any:
+        """(B, 2048 + 527) CPU float32: the embeddings and logits of waveforms ``x`` (B, n)."""
+        import torch
+
+        out = self.model(x.to(self.device))
+        return torch.cat([out["embedding"].float(), out["logits"].float()], dim=1).cpu()
+
+    @staticmethod
+    def _outputs(row: Any) -> dict[str, np.ndarray]:
+        row = row.numpy().astype(np.float32)
+        return {"embedding": row[:EMBEDDING_DIM], "logits": row[EMBEDDING_DIM:]}

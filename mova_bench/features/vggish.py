@@ -245,8 +245,38 @@ class Vggish(TorchBackbone):
 
         ex = self.examples(clip)
         if ex.shape[0] == 0:
-            seconds = clip.audio_at(SAMPLE_RATE).size / SAMPLE_RATE
-            return missing_features(EMBEDDING_DIM, f"the audio lasts {seconds:.2f} s, shorter than one VGGish example "
-                                    f"({EXAMPLE_SECONDS:.2f} s): no frame to embed", frame_level=True)
+            return self._too_short(clip)
         frames = self.model(torch.from_numpy(ex)[:, None].to(self.device)).float().cpu().numpy()
+        return self._outputs(frames)
+
+    def embed_batch(self, clips: list[Any]) -> list[dict[str, np.ndarray]]:
+        """The 0.96 s examples of all the clips through the network together (``batch_size``
+        examples per forward pass, default all, across clip boundaries); each example is embedded
+        on its own (eval mode), so each clip's frames equal its own forward's."""
+        import torch
+
+        from mova_bench.features.base import forward_in_slices
+
+        out: list[Any] = [None] * len(clips)
+        inputs, where = [], []
+        for i, clip in enumerate(clips):
+            ex = self.examples(clip)
+            if ex.shape[0] == 0:
+                out[i] = self._too_short(clip)
+            else:
+                inputs.append(torch.from_numpy(ex)[:, None])
+                where.append(i)
+        feats = forward_in_slices(inputs, self.batch_size, lambda x: self.model(x.to(self.device)).float().cpu())
+        for i, f in zip(where, feats):
+            out[i] = self._outputs(f.numpy())
+        return out
+
+    @staticmethod
+    def _too_short(clip: Any) -> dict[str, np.ndarray]:
+        seconds = clip.audio_at(SAMPLE_RATE).size / SAMPLE_RATE
+        return missing_features(EMBEDDING_DIM, f"the audio lasts {seconds:.2f} s, shorter than one VGGish example "
+                                f"({EXAMPLE_SECONDS:.2f} s): no frame to embed", frame_level=True)
+
+    @staticmethod
+    def _outputs(frames: np.ndarray) -> dict[str, np.ndarray]:
         return {"frames": frames.astype(np.float32), "embedding": frames.mean(axis=0).astype(np.float32)}

@@ -421,3 +421,25 @@ def test_console_folds_unavailable_standard_metrics_into_one_note():
     _, line = _unavailable_summary(metrics)
     assert "mova-bench weights fetch imagebind-huge --accept-license" in line
     assert "NAME for i3d-400, openclip-vit-b-32-openai, vggish;" in line and "--accept-license," not in line
+
+
+def test_missing_fixes_on_class_and_instance_and_licence_flag(tmp_path, monkeypatch):
+    """One ``missing_fixes`` for every backbone: on an instance it names the weights its parameters
+    chose, on the class the defaults; a licence-gated file's fetch carries --accept-license."""
+    monkeypatch.setenv("MOVA_BENCH_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for var in ("MOVA_BENCH_WEIGHTS_FILE", "HF_HOME", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    from mova_bench.features.imagebind import ImageBind
+    from mova_bench.features.panns import PannsCnn14
+    from mova_bench.features.synchformer import Synchformer
+    from mova_bench.features.vggish import Vggish
+
+    assert "mova-bench weights fetch synchformer --accept-license" in Synchformer.missing_fixes()
+    assert "mova-bench weights fetch imagebind-huge --accept-license" in ImageBind().missing_fixes()
+    assert "mova-bench weights fetch vggish" in Vggish.missing_fixes()  # CC-free licence: no flag
+    assert not any("--accept-license" in f for f in Vggish.missing_fixes())
+    assert "mova-bench weights fetch panns-cnn14-16k" in PannsCnn14.missing_fixes()
+    assert "mova-bench weights fetch panns-cnn14-32k" in PannsCnn14(sample_rate=32000).missing_fixes()

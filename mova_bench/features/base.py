@@ -196,6 +196,20 @@ def _dists_of(module: str) -> tuple[str, ...]:
     return tuple(sorted(set(metadata.packages_distributions().get(module.split(".")[0], ()))))
 
 
+class ClassOrInstanceMethod:
+    """A method bound to the instance when called on one, else to the class (``missing_fixes``
+    must see an instance's own ``weights``, chosen by its parameters, and still work on the class)."""
+
+    def __init__(self, func: Any):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        import types
+
+        return types.MethodType(self.func, owner if obj is None else obj)
+
+
 def _weights_api():
     """``mova_bench.weights`` (imported on use: the registry is a separate module)."""
     from mova_bench import weights
@@ -325,32 +339,41 @@ class TorchBackbone(FeatureExtractor):
 
     # -- availability --------------------------------------------------------------------------
 
-    @classmethod
-    def missing_fixes(cls) -> list[str]:
-        """The commands that would make this backbone usable (empty when it is)."""
+    def _missing_fixes(self_or_cls) -> list[str]:
+        """The commands that would make this backbone usable (empty when it is). Called on an
+        instance it checks that instance's ``weights`` (a parameter may choose them: a CLAP
+        checkpoint, the 32 kHz PANNs, I3D's TorchScript file); on the class, the defaults. A
+        licence-gated file's fetch carries ``--accept-license``."""
         import importlib.util
 
+        owner = self_or_cls
         fixes: list[str] = []
-        for mod in ("torch", *cls.requires):
+        for mod in ("torch", *owner.requires):
             try:
                 found = importlib.util.find_spec(mod) is not None
             except (ImportError, ValueError):
                 found = False
             if not found:
-                fixes.append(f"pip install 'mova-bench[{cls.extra or 'all'}]'")
+                fixes.append(f"pip install 'mova-bench[{owner.extra or 'all'}]'")
                 break
         try:
             api = _weights_api()
         except ImportError:
             api = None
-        for name in cls.weights:
+        for name in owner.weights:
             try:
                 present = api is not None and api.is_present(name)
             except Exception:  # noqa: BLE001 - an unknown name or unreadable registry: not usable either
                 present = False
             if not present:
-                fixes.append(f"mova-bench weights fetch {name}")
+                try:
+                    gated = api is not None and api.get_entry(name).needs_license_acceptance
+                except Exception:  # noqa: BLE001 - an unknown name: the fetch will say so
+                    gated = False
+                fixes.append(f"mova-bench weights fetch {name}" + (" --accept-license" if gated else ""))
         return fixes
+
+    missing_fixes = ClassOrInstanceMethod(_missing_fixes)
 
     def available(self) -> tuple[bool, str]:
         fixes = self.missing_fixes()

@@ -360,19 +360,6 @@ class _CheckpointWeights:
         return (CHECKPOINTS[ck].weights, *TOKENIZER_WEIGHTS)
 
 
-class _InstanceOrClass:
-    """A method that receives the instance when called on one, else the class (``missing_fixes``
-    must see the instance's checkpoint)."""
-
-    def __init__(self, func: Any):
-        self.func = func
-
-    def __get__(self, obj: Any, owner: Any) -> Any:
-        import functools
-
-        return functools.partial(self.func, owner if obj is None else obj)
-
-
 class LaionClap(TorchBackbone):
     """LAION-CLAP audio and text towers; per-clip cosine of audio and prompt embeddings."""
 
@@ -395,7 +382,6 @@ class LaionClap(TorchBackbone):
     #: clips without text so that ``fd_audio[laion-clap]`` covers them
     text_optional: ClassVar[bool] = True
     dim: ClassVar[int] = 512
-    missing_fixes = _InstanceOrClass(TorchBackbone.missing_fixes.__func__)  # type: ignore[assignment]
 
     def __init__(self, **params: Any):
         super().__init__(**params)

@@ -90,17 +90,6 @@ _LOGITS_POOL = (2, 7, 7)  # average pool before the logits, stride 1
 
 
 
-class _PerInstance:
-    """Bind a classmethod-style function to the instance when called on one (else to the class), so
-    that ``missing_fixes`` sees an instance's own ``weights`` (chosen by its parameters)."""
-
-    def __init__(self, func: Any):
-        self.func = func
-
-    def __get__(self, obj: Any, owner: type) -> Any:
-        return functools.partial(self.func, owner if obj is None else obj)
-
-
 # --------------------------------------------------------------------------- the network
 
 
@@ -276,8 +265,6 @@ class I3D(TorchBackbone):
     uses_text = False
     frame_level = False
     metric_names = {"fd_video": "FVD", "kid_video": "KVD"}
-    #: the weights of *this* instance (``weights`` parameter), also when asked on an instance
-    missing_fixes = _PerInstance(TorchBackbone.missing_fixes.__func__)
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:

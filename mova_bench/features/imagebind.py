@@ -312,12 +312,6 @@ class ImageBind(TorchBackbone):
             "net_config": None if self.net_config is None else repr(self.net_config),
         }
 
-    @classmethod
-    def missing_fixes(cls) -> list[str]:
-        # the weights are licensed for non-commercial use only: the fetch needs --accept-license
-        plain = f"mova-bench weights fetch {WEIGHTS}"
-        return [LICENSE_FIX if f == plain else f for f in super().missing_fixes()]
-
     def build(self, paths: dict, device: Any):
         return load_imagebind(paths[WEIGHTS], self.net_config).to(device)
 

@@ -214,15 +214,6 @@ def cnn14_from_state(state: dict, sample_rate: int = 16000, source: str = "CNN14
     return model.eval()
 
 
-class _VariantFixes:
-    """``missing_fixes`` that, called on an instance, checks that instance's weights entry (the 32 kHz
-    variant needs ``panns-cnn14-32k``); called on the class, the default (16 kHz) entry."""
-
-    def __get__(self, obj: Any, owner: type) -> Any:
-        target = obj if obj is not None else owner
-        return lambda: TorchBackbone.missing_fixes.__func__(target)
-
-
 class PannsCnn14(TorchBackbone):
     """PANNs CNN14 2048-d clip embeddings (FD) and 527 AudioSet logits (IS)."""
 
@@ -249,8 +240,6 @@ class PannsCnn14(TorchBackbone):
         # the weights entry and the decoded rate follow the variant (instance attributes shadow the class defaults)
         self.weights = (entry,)
         self.audio_rate = int(self.params["sample_rate"])
-
-    missing_fixes = _VariantFixes()
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:

@@ -83,14 +83,22 @@ def test_run_writes_a_complete_run_folder_and_resumes(tmp_path, suite_file, caps
     assert all(0.0 <= t["p_synthetic"] <= 1.0 for t in table) and all(t["in_sync"] in (0.0, 1.0, None) for t in table)
 
     mtimes = {r["clip_id"]: os.stat(r["path"]).st_mtime_ns for r in rows}
-    code2, out2, _ = _cli(_run_args(suite_file, tmp_path / "runs"), capsys)
+    written = {f: os.stat(run_dir / f).st_mtime_ns for f in ("metrics.json", "provenance.json", "report.html")}
+    code2, out2, err2 = _cli(_run_args(suite_file, tmp_path / "runs"), capsys)
     assert code2 == 0
     assert json.loads(out2)["run_dir"] == str(run_dir)
     rows2 = read_manifest(run_dir / "manifest.jsonl")
     assert {r["clip_id"]: os.stat(r["path"]).st_mtime_ns for r in rows2} == mtimes  # nothing regenerated
+    # the same evaluation of the same clips: reused as it is, nothing rewritten
+    assert "unchanged evaluation reused" in err2
+    assert {f: os.stat(run_dir / f).st_mtime_ns for f in written} == written
+    assert json.loads(out2)["metrics"] == doc["metrics"]
+    # another evaluation of the same clips reads every feature from the cache: nothing decoded
+    code2b, out2b, err2b = _cli(_run_args(suite_file, tmp_path / "runs", "--metrics", "fd_video,sync_offset_ms"), capsys)
+    assert code2b == 0 and "unchanged evaluation reused" not in err2b, err2b
     prov = json.loads((run_dir / "provenance.json").read_text())
     assert prov["inputs"]["cache"]["clips_decoded"] == 0 and prov["inputs"]["cache"]["hits"] > 0
-    assert json.loads(out2)["metrics"] == doc["metrics"]
+    assert json.loads(out2b)["metrics"]["fd_video[vstats]"] == doc["metrics"]["fd_video[vstats]"]
 
     # a different knob is a different run folder; nothing of the first is touched
     code3, out3, _ = _cli(_run_args(suite_file, tmp_path / "runs", "--set", "av_offset_ms=120"), capsys)

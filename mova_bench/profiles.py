@@ -27,7 +27,11 @@ Profiles
         (``b505b37``; the TempoTokens version of 2023): full resolution, onsets at the audio's own
         sample rate (``librosa.load(sr=None)``), no 0.1 peak gate, one video peak may match several
         audio onsets, ``IoU = I / (|A| + |V| - I + 1e-6)`` (so a clip without events scores 0, and a
-        clip whose onsets all match one peak can exceed 1, as in the reference).
+        clip whose onsets all match one peak can exceed 1, as in the reference). IB-score
+        (``ib_score[imagebind]``) with JavisBench's ImageBind video recipe (``imagebind``
+        ``video_recipe=javisbench``: ImageBind's ``load_and_transform_video_data``, the first and last
+        frame of five 2 s clips over the whole video, bilinear short-side resize, 3 crops; the audio
+        side is ImageBind's loader, as in av-benchmark).
     ``av-benchmark``
         github.com/hkchengrex/av-benchmark (``050a5cd``). Its metrics (FD/KL/IS on PaSST, PANNs,
         VGGish; LAION-CLAP and MS-CLAP scores; ImageBind score; Synchformer DeSync) all need
@@ -107,9 +111,11 @@ PROFILES: dict[str, Profile] = {
     ),
     "javisbench": Profile(
         "javisbench",
-        "AV-Align exactly as JavisBench (JavisDiT eval/javisbench/src/av_align.py)",
+        "AV-Align exactly as JavisBench (JavisDiT eval/javisbench/src/av_align.py); IB-score with its ImageBind "
+        "video recipe",
         analysis={"av_align": {**_EXACT_AV, "audio_sr": 0, "min_flow": 0.0, "matching": "many_to_one",
-                               "iou_eps": 1e-6}},
+                               "iou_eps": 1e-6},
+                  "imagebind": {"video_recipe": "javisbench"}},
         conventions={"av_align": (
             "Profile javisbench: AV-Align exactly as eval/javisbench/src/av_align.py of "
             "github.com/JavisVerse/JavisDiT at b505b37 (TempoTokens' 2023 version): frames decoded at the "
@@ -118,7 +124,23 @@ PROFILES: dict[str, Profile] = {
             "of the audio at its own sample rate (librosa.load(sr=None)) timed from the first audio sample; an "
             "audio onset counts when some video peak has |a - v| < 1/fps (strict), one peak may serve several "
             "onsets; IoU = I / (|A| + |V| - I + 1e-6): a clip without events scores 0 and stays in the mean, and "
-            "a clip whose onsets share peaks can score above 1, as in the reference.")},
+            "a clip whose onsets share peaks can score above 1, as in the reference."),
+            "ib_score": (
+                "Profile javisbench: IB-score as ib_av of eval/javisbench/src/metrics.py (calc_imagebind_score) of "
+                "github.com/JavisVerse/JavisDiT at b505b37: per clip cosine(audio, video) of ImageBind huge embeddings "
+                "(nn.CosineSimilarity eps 1e-6), in [-1, 1]. Video: ImageBind's load_and_transform_video_data "
+                "(pytorchvideo 28fe037): five 2 s clips evenly spaced over the whole duration n/fps "
+                "(ConstantClipsPerVideoSampler), frames ceil(fps*start) to ceil(fps*end) of each (decord's get_clip; "
+                "here PyAV-decoded frames in presentation order), its first and last frame (UniformTemporalSubsample(2)), "
+                "/255, short side 224 bilinear without antialias (interpolate, align_corners=False), CLIP mean/std, 3 "
+                "spatial crops, mean of the 15 unit embeddings. Audio: ImageBind's load_and_transform_audio_data, as "
+                "av-benchmark: 16 kHz, 3 evenly spaced 2 s clips, Kaldi fbank (128 bins, Hanning 25/10 ms, dither 0) "
+                "padded/cut to 204 frames, (x+4.268)/9.138, mean of normalised x20 embeddings. Differences: the audio "
+                "is the clip's own stream (channel mean, soxr HQ; JavisBench reads the generator's .wav with "
+                "torchaudio and resamples with its sinc resampler), and decord's YUV->RGB conversion is not PyAV's. "
+                "Value: mean over clips; 95% percentile bootstrap CI over clips. Clips too short to score are "
+                "excluded and counted."),
+        },
         peer="github.com/JavisVerse/JavisDiT", commit="b505b37faa9668b52b982abe364825d3d0a5bdca",
     ),
     "av-benchmark": Profile(

@@ -11,7 +11,10 @@
   (tests/data/peer_parity/imagebind_fbank.npz, benchmarks/imagebind_fbank_regen.py), ImageBind's
   audio clip sampling and its in-place mean removal, the 0.5 fps frame choice against FFmpeg's own
   ``fps`` filter, resize/normalise against torchvision v2 as av-benchmark composes it, the three crops;
-* a MOVA-sized clip end to end against the reference model, the metric, and ``mova-bench run``.
+* a MOVA-sized clip end to end against the reference model, the metric, and ``mova-bench run``;
+* ``video_recipe="javisbench"`` (ImageBind's ``load_and_transform_video_data``): clip bounds and frame
+  indices against pytorchvideo's sampler / decord's ``get_clip`` arithmetic re-stated here, the resize
+  against ``interpolate``, a decoded MP4 against the reference model, the cache identity, the profile.
 
 Regenerate the manifest with ``python tests/test_backbone_imagebind.py``.
 """
@@ -479,6 +482,185 @@ def test_too_short_clips_are_reported(tiny_backbone):
 
 
 # ------------------------------------------------------------------------------------------------
+# video_recipe="javisbench": ImageBind's load_and_transform_video_data, as JavisBench calls it
+# ------------------------------------------------------------------------------------------------
+
+
+class _PvConstantClipsPerVideoSampler:
+    """pytorchvideo @ 28fe037 ``data/clip_sampling.py`` ``ConstantClipsPerVideoSampler`` (augs_per_clip 1),
+    re-stated line by line from its source (pytorchvideo is not installed)."""
+
+    def __init__(self, clip_duration, clips_per_video):
+        self._clip_duration = clip_duration
+        self._clips_per_video = clips_per_video
+        self._current_clip_index = 0
+
+    def __call__(self, last_clip_end_time, video_duration, annotation):
+        from fractions import Fraction
+
+        max_possible_clip_start = Fraction(max(video_duration - self._clip_duration, 0))
+        uniform_clip = Fraction(max_possible_clip_start, max(self._clips_per_video - 1, 1))
+        clip_start_sec = uniform_clip * self._current_clip_index
+        self._current_clip_index += 1
+        is_last_clip = False
+        if (self._current_clip_index >= self._clips_per_video
+                or uniform_clip * self._current_clip_index > max_possible_clip_start):
+            self._current_clip_index = 0
+            is_last_clip = True
+        return clip_start_sec, clip_start_sec + self._clip_duration, is_last_clip
+
+
+def _pv_frame_indices(n_frames, fps):
+    """ImageBind's ``load_and_transform_video_data`` frame choice: ``get_clip_timepoints`` over the
+    sampler, decord's ``EncodedVideoDecord`` duration and ``get_clip`` index range, then
+    ``uniform_temporal_subsample(num_samples=2)`` (torch.linspace, clamp, long)."""
+    import math
+
+    sampler = _PvConstantClipsPerVideoSampler(clip_duration=2, clips_per_video=5)
+    duration = float(n_frames) / float(fps)  # EncodedVideoDecord._duration
+    timepoints, end, is_last = [], 0.0, False
+    while not is_last:
+        start, end, is_last = sampler(end, duration, annotation=None)
+        timepoints.append((start, end))
+    out = []
+    for start_sec, end_sec in timepoints:
+        assert not (start_sec > end_sec or start_sec > duration)
+        start_idx = math.ceil(fps * start_sec)
+        end_idx = min(math.ceil(fps * end_sec), n_frames)
+        t = len(range(start_idx, end_idx))
+        indices = torch.clamp(torch.linspace(0, t - 1, 2), 0, t - 1).long()
+        out.append([list(range(start_idx, end_idx))[int(i)] for i in indices])
+    return out
+
+
+@pytest.mark.parametrize("fps, n_frames", [
+    (24.0, 193), (24.0, 62), (24.0, 68), (25.0, 50), (25.0, 30), (30000 / 1001, 241), (24000 / 1001, 120),
+    (60.0, 487), (15.0, 121), (30.0, 1801),
+])
+def test_javisbench_clips_and_frames_follow_pytorchvideo(fps, n_frames):
+    got = ib.javisbench_frame_indices(n_frames, fps)
+    assert got == _pv_frame_indices(n_frames, fps)
+    assert len(got) == 5 and all(len(c) == 2 and 0 <= c[0] <= c[1] < n_frames for c in got)
+    bounds = ib.clip_sampler_bounds(n_frames / fps)
+    assert len(bounds) == 5 and all(e - s == 2 for s, e in bounds) and bounds[0][0] == 0
+
+
+def test_javisbench_frame_choice_by_hand():
+    # MOVA: 193 frames at 24 fps (8.04 s): first and last frame of five 2 s clips over the whole clip
+    assert ib.javisbench_frame_indices(193, 24.0) == [[0, 47], [37, 84], [73, 120], [109, 156], [145, 192]]
+    # under 2 s: five identical clips [0, 2) holding every frame
+    assert ib.javisbench_frame_indices(30, 25.0) == [[0, 29]] * 5
+    # the float quirk: 62 frames at 24 fps; exactly, the last clip starts at 14/24 s (frame 14), but
+    # 62/24 - 2 rounds up in floats, 24 * float(start) lands a hair above 14 and decord's ceil gives 15
+    d = 62 / 24.0
+    assert __import__("fractions").Fraction(d - 2) > __import__("fractions").Fraction(14, 24)
+    assert ib.javisbench_frame_indices(62, 24.0)[4] == [15, 61]
+    assert ib.javisbench_frame_indices(68, 24.0)[1] == [6, 52]  # exactly: [5, 52]
+    with pytest.raises(ValueError, match="positive frame rate"):
+        ib.javisbench_frame_indices(10, 0.0)
+
+
+def test_javisbench_resize_is_pytorchvideos_interpolate():
+    rng = np.random.default_rng(4)
+    for h, w, want_hw in [(352, 640, (224, 407)), (640, 360, (398, 224)), (224, 224, (224, 224)), (97, 131, (224, 302))]:
+        frames = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        got = ib.javisbench_preprocess(frames)
+        x = torch.from_numpy(frames).to(torch.float32).permute(3, 0, 1, 2) / 255.0  # (C, T, H, W) in [0, 1]
+        new_h, new_w = (int(np.floor(h / w * 224)), 224) if w < h else (224, int(np.floor(w / h * 224)))
+        assert (new_h, new_w) == want_hw
+        want = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        mean = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None, None]
+        std = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None, None]
+        want = ((want - mean) / std).permute(1, 0, 2, 3)
+        assert tuple(got.shape) == (2, 3, *want_hw)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    # it is not the av-benchmark resize (bicubic, antialias, on uint8)
+    frames = rng.integers(0, 256, (2, 352, 640, 3), dtype=np.uint8)
+    assert not torch.allclose(ib.javisbench_preprocess(frames), ib.preprocess_frames(frames), atol=1e-2)
+    with pytest.raises(ValueError, match="uint8"):
+        ib.javisbench_preprocess(frames.astype(np.float32))
+
+
+def test_javisbench_spatial_crops_are_clip_major():
+    frames = [torch.full((2, 3, 224, 300), float(k)) for k in range(5)]
+    for k in range(5):
+        frames[k][..., :] += torch.arange(300, dtype=torch.float32) * 10
+    clips = ib.javisbench_video_clips(frames)
+    assert tuple(clips.shape) == (15, 3, 2, 224, 224)
+    offsets = [x for _, x in ib.crop_offsets(224, 300)]
+    for k in range(5):
+        for c in range(3):
+            assert float(clips[3 * k + c, 0, 1, 0, 0]) == k + 10 * offsets[c]
+
+
+def test_video_recipe_is_validated_and_enters_the_cache_identity():
+    from mova_bench.errors import ConfigError
+
+    assert ib.ImageBind().params["video_recipe"] == "av-benchmark"
+    with pytest.raises(ConfigError) as exc:
+        ib.ImageBind(video_recipe="javis")
+    msg = str(exc.value)
+    assert "'javis'" in msg and "av-benchmark" in msg and "javisbench" in msg and "javisbench" in (exc.value.fix or "")
+    default, javis = ib.ImageBind(), ib.ImageBind(video_recipe="javisbench")
+    assert default.cache_identity() != javis.cache_identity()
+    assert javis.preprocessing()["video"].startswith("javisbench:")
+    assert default.preprocessing()["video"].startswith("first max_seconds")
+    assert ib.ImageBind(video_recipe="av-benchmark").cache_identity() == default.cache_identity()
+
+
+def _real_clip(tmp_path, seconds=4.5, fps=24.0, w=320, h=240):
+    """An H.264/AAC file written and decoded as a run decodes it (frames change over time)."""
+    from mova_bench.media import decode, write_mp4
+
+    rng = np.random.default_rng(7)
+    n = int(round(seconds * fps))
+    yy, xx = np.mgrid[0:h, 0:w]
+    video = np.stack([((xx * (1 + k % 7) + yy * 3 + 40 * k) % 256)[..., None].repeat(3, -1) for k in range(n)])
+    video = (video + rng.integers(0, 30, video.shape)).clip(0, 255).astype(np.uint8)
+    audio = (0.2 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * 48000)) / 48000)).astype(np.float32)
+    path = tmp_path / "real.mp4"
+    write_mp4(path, video, fps, audio, 48000)
+    return decode(path, needs=(NATIVE,))
+
+
+def test_javisbench_recipe_on_a_real_clip_matches_the_reference_model(tiny_backbone, tmp_path):
+    bb, ref = tiny_backbone
+    clip = _real_clip(tmp_path)
+    jb = TinyImageBind(video_recipe="javisbench")
+    jb.load("cpu")
+    out = jb.extract(clip)
+    assert str(out["status"]) == "ok"
+    assert int(out["n_video_clips"]) == 15 and int(out["n_audio_clips"]) == 3
+    n = len(clip.frame_times(NATIVE))
+    per_clip = _pv_frame_indices(n, clip.fps)
+    np.testing.assert_allclose(out["frame_times_s"], clip.frame_times(NATIVE)[sum(per_clip, [])], atol=1e-6)
+    # by hand: ImageBind's loader re-stated (subsample, /255, interpolate, normalise, SpatialCrop) → forward
+    native = clip.frames(NATIVE)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None, None]
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None, None]
+    videos = []
+    for idx in per_clip:
+        x = torch.from_numpy(native[idx]).to(torch.float32).permute(3, 0, 1, 2) / 255.0
+        x = torch.nn.functional.interpolate(x, size=(224, 298), mode="bilinear", align_corners=False)
+        x = (x - mean) / std
+        for y0, x0 in [(0, 0), (0, 37), (0, 74)]:
+            videos.append(x[:, :, y0:y0 + 224, x0:x0 + 224])
+    with torch.no_grad():
+        v = ref({"vision": torch.stack(videos)[None]})["vision"][0]
+        a = ref({"audio": ib.audio_input(clip.audio_at(16000))[None]})["audio"][0]
+    np.testing.assert_allclose(out["video_embedding"], v.numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["audio_embedding"], a.numpy(), atol=1e-5)
+    want = float(torch.nn.CosineSimilarity(dim=-1, eps=1e-6)(a, v))
+    assert float(out["ib_score"]) == pytest.approx(want, abs=1e-5)
+    # the default recipe on the same file: same audio, another video embedding and score
+    default = bb.extract(clip)
+    np.testing.assert_allclose(default["audio_embedding"], out["audio_embedding"], atol=1e-6)
+    assert int(default["n_video_clips"]) == 3  # 4.5 s: two 0.5 fps frames, one pair x 3 crops
+    assert np.abs(default["video_embedding"] - out["video_embedding"]).max() > 1e-3
+    assert abs(float(default["ib_score"]) - float(out["ib_score"])) > 1e-4
+
+
+# ------------------------------------------------------------------------------------------------
 # the metric
 # ------------------------------------------------------------------------------------------------
 
@@ -537,6 +719,29 @@ def test_cli_run_reports_ib_score_with_a_ci(tiny_backbone, tmp_path, capsys, mon
     assert res["status"] == "ok", res
     assert res["n"] == 4 and res["ci_low"] is not None and res["ci_low"] <= res["value"] <= res["ci_high"]
     assert -1 <= res["value"] <= 1 and res["display_name"] == "IB-score [imagebind]"
+
+
+
+@pytest.mark.slow
+def test_cli_profile_javisbench_selects_the_video_recipe(tiny_backbone, tmp_path, capsys, monkeypatch):
+    """``mova-bench run --profile javisbench`` records ``video_recipe=javisbench`` for imagebind in the
+    evaluation spec and reports ib_score under JavisBench's convention."""
+    from mova_bench.cli import main
+
+    monkeypatch.setattr(ib.ImageBind, "net_config", TINY)
+    suite = tmp_path / "ib_e2e.yaml"
+    suite.write_text(SUITE)
+    code = main(["run", "--model", "procedural", "--suite", str(suite), "--out", str(tmp_path / "run"), "--json",
+                 "--executor", "local", "--backbones", "auto", "--metrics", "ib_score", "--profile", "javisbench"])
+    out, err = capsys.readouterr()
+    assert code == 0, err + out[-3000:]
+    doc = json.loads(out)
+    res = doc["metrics"]["ib_score[imagebind]"]
+    assert res["status"] == "ok" and res["n"] == 4, res
+    assert res["convention"].startswith("Profile javisbench: IB-score")
+    spec = json.loads(next(Path(doc["run_dir"]).glob("evals/*/eval_spec.json")).read_text())
+    assert spec["profile"] == "javisbench"
+    assert dict(dict((n, p) for n, p in spec["analysis"])["imagebind"])["video_recipe"] == "javisbench"
 
 
 if __name__ == "__main__":  # regenerate tests/manifests/imagebind-huge.json from imagebind-unofficial

@@ -298,3 +298,28 @@ def test_av_benchmark_profile_runs_clap_with_its_checkpoint_and_loader():
     (m,) = apply_profile("av-benchmark", [DeSync(backbone="synchformer")])
     assert m.convention.startswith("Profile av-benchmark: DeSync as av-benchmark at 050a5cd, which is ours: ")
     assert len(m.convention) > 120
+
+
+def test_javisbench_profile_runs_imagebind_with_its_video_recipe():
+    """JavisBench embeds the video with ImageBind's own loader: the profile sets the imagebind backbone's
+    ``video_recipe=javisbench`` (entering the cache identity) on the path an evaluation takes (metrics
+    chosen, profile applied, the analysis specs the metrics need), and the IB-score's convention says
+    so; the other profiles keep the av-benchmark recipe."""
+    pytest.importorskip("torch")
+    from mova_bench.metrics.ib_score import IBScore
+    from mova_bench.pipeline.analysis import ExtractorSpec, extractor_specs
+    from mova_bench.profiles import profile_specs
+
+    metrics = apply_profile("javisbench", [IBScore()])
+    (spec,) = profile_specs(metrics, extractor_specs(metrics, None))
+    assert spec.name == "imagebind" and dict(spec.params) == {"video_recipe": "javisbench"}
+    theirs, ours = spec.build(), ExtractorSpec("imagebind").build()
+    assert theirs.params["video_recipe"] == "javisbench" and ours.params["video_recipe"] == "av-benchmark"
+    assert theirs.cache_identity() != ours.cache_identity()
+    conv = metrics[0].convention
+    assert conv.startswith("Profile javisbench: IB-score") and PROFILES["javisbench"].commit[:7] in conv
+    assert "first and last frame" in conv and "bilinear" in conv
+    for name in ("mova-bench", "tempotokens-2025", "mova-eval-2026", "av-benchmark"):
+        other = apply_profile(name, [IBScore()])
+        (s,) = profile_specs(other, extractor_specs(other, None))
+        assert s.build().params["video_recipe"] == "av-benchmark", name

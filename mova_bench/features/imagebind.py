@@ -9,7 +9,10 @@ whole released architecture (:func:`~mova_bench.features.imagebind_net.checkpoin
 vision and audio modules are loaded with ``strict=True`` (every one of their keys present, none
 extra); the text, depth, thermal and IMU tensors are not kept.
 
-The convention is av-benchmark's (hkchengrex/av-benchmark @ ``050a5cdb9bbd1a6f8cbb9fdde076992a695e2501``:
+Two video recipes, chosen by the parameter ``video_recipe`` (part of the cache identity):
+``av-benchmark`` (the default) and ``javisbench`` (below). The audio side is the same in both.
+
+The default convention is av-benchmark's (hkchengrex/av-benchmark @ ``050a5cdb9bbd1a6f8cbb9fdde076992a695e2501``:
 ``av_bench/data/video_dataset.py``, ``extract_video.py``, ``av_bench/data/audio_dataset.py``
 ``ImageBindAudioDataset``, ``av_bench/evaluate.py``), whose audio side is ImageBind's own
 ``load_and_transform_audio_data`` (``imagebind/data.py``):
@@ -43,9 +46,53 @@ The convention is av-benchmark's (hkchengrex/av-benchmark @ ``050a5cdb9bbd1a6f8c
 * **Score**: ``ib_score`` = cosine(audio embedding, video embedding) ∈ [−1, 1] (av-benchmark's
   ``torch.cosine_similarity``; papers print it ×100).
 
+``video_recipe="javisbench"``: ImageBind's own ``load_and_transform_video_data``, as JavisBench
+calls it (JavisVerse/JavisDiT @ ``b505b37faa9668b52b982abe364825d3d0a5bdca``:
+``eval/javisbench/src/metrics.py`` ``calc_imagebind_score``, ``src/dataset.py`` ``ImageBindDataset``,
+the vendored ``src/ImageBind/imagebind/data.py`` and ``models/imagebind_model.py``, identical to Meta's
+apart from the checkpoint path), with pytorchvideo @ ``28fe037d212663c6a24f373b94cc5d478c8c1a1d``
+(the commit JavisDiT pins: ``data/clip_sampling.py`` ``ConstantClipsPerVideoSampler``,
+``data/encoded_video_decord.py`` ``EncodedVideoDecord``, ``transforms/functional.py``
+``uniform_temporal_subsample``, ``short_side_scale``) and decord (JavisDiT pins decord 0.6.0; read at
+dmlc/decord @ ``d2e56190286ae394032a8141885f76d5372bd44b``, v0.6.0-7, whose ``src/video/video_reader.cc``
+and ``python/decord/video_reader.py`` are unchanged since v0.6.0):
+
+* **Clips**: the video's duration is ``d = n / fps`` (decord: ``len(reader) / get_avg_fps()``, the
+  number of frames over the stream's average frame rate as a double; here the number of frames
+  PyAV decodes over ``clip.fps``, the same ``avg_frame_rate``). Five 2 s clips
+  (``ConstantClipsPerVideoSampler(2, 5)``): start ``k·Fraction(max(d − 2, 0))/4``, k = 0 … 4 (the
+  subtraction in floats, then exact fractions), end = start + 2; the whole duration, not the first
+  8 s (``max_seconds`` is not used by this recipe). A clip shorter than 2 s gives five identical
+  clips [0, 2).
+* **Frames of a clip**: decord's ``get_clip``: indices ``ceil(fps·start)`` to
+  ``min(ceil(fps·end), n)`` (exclusive), with ``fps·start`` a float product (``float·Fraction``
+  is ``fps·float(start)``, so the float rounding of ``d − 2`` and of the product can move a bound by
+  one frame: reproduced); then ``UniformTemporalSubsample(2)``: ``torch.linspace(0, t − 1, 2)``
+  clamped and truncated, i.e. the first and the last frame of the range (one frame twice when the
+  range holds one). Indices count frames in presentation order: decord indexes the packets of the
+  stream sorted by pts, PyAV the decoded frames sorted by time. They agree on an ordinary file;
+  a packet that does not decode to a frame (or a frame without its own packet) shifts decord's
+  indices, and decord converts YUV to RGB in its own filter graph where PyAV uses ``to_ndarray``
+  (swscale): pixel values can differ by a rounding step.
+* **Pixels**: as upstream, per clip: float32 0–255 → ``/ 255`` → ``ShortSideScale(224)``
+  (``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``, **no antialias**, on
+  the (C, T, H, W) tensor; short side 224, long side ``floor(long/short·224)``) → ``NormalizeVideo``
+  (CLIP mean/std) → ``SpatialCrop(224, 3)`` (the same three crops as above).
+* **Embedding**: 5 clips × 3 crops = 15 two-frame clips (clip major, crop minor) through
+  ImageBind's forward, which averages the 15 unit embeddings (``reduce_list``: inputs of ≥ 5
+  dimensions are flattened to B·S clips and their outputs reshaped and meant over S; not
+  re-normalised). JavisBench's ``ib_av`` is ``nn.CosineSimilarity(dim=-1, eps=1e-6)(audio, video)``.
+* **Audio**: JavisBench calls the same ``load_and_transform_audio_data`` (3 clips of 2 s, Kaldi fbank)
+  as av-benchmark, so the audio recipe does not change. Its audio comes from the ``.wav`` the
+  generator writes next to the video, read with ``torchaudio.load`` (every channel: the mean removal
+  uses all of them, the fbank reads the first) and resampled with torchaudio's sinc resampler; here
+  it is the clip's own audio stream, the channel mean, resampled with soxr HQ: identical only for
+  a mono file at 16 kHz.
+
 Outputs per clip (``kind = "analysis"``): ``status`` (``ok`` | ``too_short``), ``reason``,
 ``ib_score`` (), ``audio_embedding`` (1024,), ``video_embedding`` (1024,), ``n_video_clips`` (),
-``n_audio_clips`` (), ``frame_times_s`` (T,) of the frames used, ``audio_seconds`` ().
+``n_audio_clips`` (), ``frame_times_s`` (T,) of the frames used (javisbench: the first and last
+frame of each of the five clips, T = 10), ``audio_seconds`` ().
 """
 
 from __future__ import annotations
@@ -78,6 +125,12 @@ FRAME_SHIFT_MS = 10.0
 FBANK_MEAN = -4.268
 FBANK_STD = 9.138
 DEFAULT_SECONDS = 8.0
+#: the video recipes of ``video_recipe`` (the first is the default)
+VIDEO_RECIPES = ("av-benchmark", "javisbench")
+#: ImageBind's ``load_and_transform_video_data`` defaults (JavisBench)
+JB_CLIP_SECONDS = 2
+JB_CLIPS = 5
+JB_FRAMES_PER_CLIP = 2
 WEIGHTS = "imagebind-huge"
 #: key and parameter counts of ``imagebind_huge.pth`` (BACKBONES.md §3; parameters exclude the 5 buffers)
 N_KEYS = 1311
@@ -216,6 +269,88 @@ def video_clips(frames: Any, size: int = IMAGE_SIZE) -> Any:
     return clips.permute(0, 2, 1, 3, 4)
 
 
+# -- video: JavisBench's recipe (ImageBind's load_and_transform_video_data) --------------------------
+
+
+def clip_sampler_bounds(duration: float, clip_seconds: int = JB_CLIP_SECONDS,
+                        clips: int = JB_CLIPS) -> list[tuple[Fraction, Fraction]]:
+    """(start, end) seconds, as exact fractions, of pytorchvideo's ``ConstantClipsPerVideoSampler``
+    run until its ``is_last_clip`` (ImageBind's ``get_clip_timepoints``) on a float duration."""
+    latest = Fraction(max(duration - clip_seconds, 0))  # float subtraction, as upstream
+    step = Fraction(latest, max(clips - 1, 1))
+    out = []
+    for k in range(clips):
+        start = step * k
+        out.append((start, start + clip_seconds))
+        if step * (k + 1) > latest:  # the sampler's end-of-video rule (never before ``clips`` clips)
+            break
+    return out
+
+
+def javisbench_frame_indices(n_frames: int, fps: float, clip_seconds: int = JB_CLIP_SECONDS,
+                             clips: int = JB_CLIPS, per_clip: int = JB_FRAMES_PER_CLIP) -> list[list[int]]:
+    """Per clip, the indices of the frames ImageBind's video loader embeds: decord's
+    ``get_clip(start, end)`` range ``[ceil(fps·start), min(ceil(fps·end), n))`` over the clip
+    sampler's bounds on the duration ``n / fps``, subsampled by ``UniformTemporalSubsample(per_clip)``.
+    Raises ValueError for a range without frames (upstream fails too)."""
+    import torch
+
+    fps = float(fps)
+    if not (n_frames >= 1 and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"{n_frames} frames at {fps!r} fps: expected at least one frame and a positive frame rate")
+    duration = float(n_frames) / fps
+    out = []
+    for start, end in clip_sampler_bounds(duration, clip_seconds, clips):
+        first = math.ceil(fps * start)  # float * Fraction: fps * float(start), as in get_clip
+        stop = min(math.ceil(fps * end), n_frames)
+        t = stop - first
+        if t <= 0:
+            raise ValueError(f"the clip [{float(start):.6g}, {float(end):.6g}) s of a {n_frames}-frame video at "
+                             f"{fps:g} fps holds no frame")
+        pick = torch.clamp(torch.linspace(0, t - 1, per_clip), 0, t - 1).long()
+        out.append([first + int(i) for i in pick])
+    return out
+
+
+def short_side_size(height: int, width: int, size: int = IMAGE_SIZE) -> tuple[int, int]:
+    """(new_h, new_w) of pytorchvideo's ``short_side_scale``."""
+    if width < height:
+        return int(math.floor((float(height) / width) * size)), size
+    return size, int(math.floor((float(width) / height) * size))
+
+
+def javisbench_preprocess(frames: Any, size: int = IMAGE_SIZE) -> Any:
+    """(T, H, W, 3) uint8 frames of one clip → (T, 3, h, w) float32 as ImageBind's video loader:
+    float 0–255 (C, T, H, W), ``/ 255``, ``short_side_scale`` (bilinear, ``align_corners=False``, no
+    antialias), ``NormalizeVideo`` with CLIP's mean/std."""
+    import torch
+
+    x = torch.as_tensor(np.ascontiguousarray(frames))
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames of dtype {x.dtype} and shape {tuple(x.shape)}: expected uint8 RGB (T, H, W, 3)")
+    x = x.to(torch.float32).permute(3, 0, 1, 2)  # decord -> float32, thwc_to_cthw
+    x = x / 255.0
+    _, _, h, w = x.shape
+    x = torch.nn.functional.interpolate(x, size=short_side_size(h, w, size), mode="bilinear", align_corners=False)
+    mean = torch.as_tensor(CLIP_MEAN, dtype=x.dtype)
+    std = torch.as_tensor(CLIP_STD, dtype=x.dtype)
+    x = x.clone().sub_(mean[:, None, None, None]).div_(std[:, None, None, None])
+    return x.permute(1, 0, 2, 3)
+
+
+def javisbench_video_clips(clip_frames: list[Any], size: int = IMAGE_SIZE) -> Any:
+    """Per clip (T, 3, h, w) preprocessed frames → (3·clips, 3, T, size, size): ``SpatialCrop(size, 3)``
+    over the clip list (clip major, crop minor)."""
+    import torch
+
+    out = []
+    for frames in clip_frames:
+        _, _, h, w = frames.shape
+        for y, x in crop_offsets(h, w, size):
+            out.append(frames[:, :, y:y + size, x:x + size].permute(1, 0, 2, 3))
+    return torch.stack(out)
+
+
 # -- loading ----------------------------------------------------------------------------------------
 
 
@@ -273,8 +408,8 @@ class ImageBind(TorchBackbone):
     display_name: ClassVar[str] = "ImageBind"
     description: ClassVar[str] = (
         "ImageBind huge (Meta, CC-BY-NC-SA 4.0): 1024-d video embedding (0.5 fps frames of the first 8 s, 3 crops, "
-        "frame pairs) and audio embedding (3 x 2 s Kaldi fbank clips at 16 kHz); IB-score = their cosine, "
-        "as av-benchmark"
+        "frame pairs; video_recipe=javisbench: first and last frame of five 2 s clips, as ImageBind's own loader) "
+        "and audio embedding (3 x 2 s Kaldi fbank clips at 16 kHz); IB-score = their cosine, as av-benchmark"
     )
     weights: ClassVar[tuple[str, ...]] = (WEIGHTS,)
     extra: ClassVar[str] = "imagebind"
@@ -287,8 +422,9 @@ class ImageBind(TorchBackbone):
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        # max_seconds: video length read from the start (av-benchmark --audio_length 8.0)
-        return {"max_seconds": DEFAULT_SECONDS}
+        # max_seconds: video length read from the start (av-benchmark --audio_length 8.0; av-benchmark recipe only)
+        # video_recipe: "av-benchmark" (0.5 fps frame pairs) or "javisbench" (ImageBind's load_and_transform_video_data)
+        return {"max_seconds": DEFAULT_SECONDS, "video_recipe": VIDEO_RECIPES[0]}
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -298,13 +434,28 @@ class ImageBind(TorchBackbone):
 
             raise ConfigError(f"imagebind max_seconds={sec!r}: expected a number of seconds >= {2 / VIDEO_FPS:g} "
                               f"(two frames at {VIDEO_FPS:g} fps)", fix="use the default 8.0 (av-benchmark)")
+        recipe = self.params["video_recipe"]
+        if not isinstance(recipe, str) or recipe not in VIDEO_RECIPES:
+            from mova_bench.errors import ConfigError
+
+            raise ConfigError(f"imagebind video_recipe={recipe!r}: expected one of {', '.join(VIDEO_RECIPES)}",
+                              fix="use av-benchmark (the default) or javisbench (--profile javisbench selects it)")
 
     def preprocessing(self) -> dict[str, Any]:
+        if self.params["video_recipe"] == "javisbench":
+            video = (f"javisbench: {JB_CLIPS} clips of {JB_CLIP_SECONDS} s (pytorchvideo "
+                     "ConstantClipsPerVideoSampler on n/fps), decord get_clip frame range "
+                     "ceil(fps*start)..ceil(fps*end), "
+                     f"UniformTemporalSubsample({JB_FRAMES_PER_CLIP}), /255, short side {IMAGE_SIZE} bilinear "
+                     f"(interpolate, align_corners=False, no antialias), CLIP mean/std, {N_CROPS} spatial crops, "
+                     "mean of unit embeddings")
+        else:
+            video = (f"first max_seconds at {VIDEO_FPS:g} fps (ffmpeg fps-filter rule on native frames), torchvision "
+                     f"v2 resize short side {IMAGE_SIZE} bicubic antialias, CLIP mean/std, {N_CROPS} spatial crops, "
+                     "consecutive frame pairs as 2-frame clips, mean of unit embeddings")
         return {
             **super().preprocessing(),
-            "video": f"first max_seconds at {VIDEO_FPS:g} fps (ffmpeg fps-filter rule on native frames), torchvision "
-                     f"v2 resize short side {IMAGE_SIZE} bicubic antialias, CLIP mean/std, {N_CROPS} spatial crops, "
-                     "consecutive frame pairs as 2-frame clips, mean of unit embeddings",
+            "video": video,
             "audio": f"whole clip, {SAMPLE_RATE} Hz soxr HQ, {AUDIO_CLIPS} evenly spaced {AUDIO_CLIP_SECONDS} s clips, "
                      "in-place clip mean removal, kaldi fbank (hanning 25/10 ms, 128 bins, preemph 0.97, dither 0), "
                      f"pad/cut {TARGET_FRAMES}, (x-({FBANK_MEAN}))/{FBANK_STD}, mean of normalised x20 embeddings",
@@ -330,6 +481,11 @@ class ImageBind(TorchBackbone):
         n = min(int(VIDEO_FPS * float(self.params["max_seconds"])), available_video_slots(times, clip.fps, VIDEO_FPS))
         return fps_filter_indices(times, n, VIDEO_FPS) if n > 0 else np.zeros(0, np.int64)
 
+    def javisbench_indices(self, clip: Any) -> list[list[int]]:
+        """Per clip of JavisBench's recipe, the indices (into the native frames) of its frames."""
+        n = int(len(clip.frame_times(self.video_needs[0])))
+        return javisbench_frame_indices(n, clip.fps)
+
     def _too_short(self, reason: str, n_frames: int, audio_s: float) -> dict[str, Any]:
         dim = self.model.cfg.out_dim if self.model is not None else 1024
         nan = np.full(dim, np.nan, np.float32)
@@ -345,10 +501,12 @@ class ImageBind(TorchBackbone):
 
         dev = self.device or "cpu"
         size = self.model.cfg.img_size
-        idx = self.frame_indices(clip)
+        javis = self.params["video_recipe"] == "javisbench"
+        per_clip = self.javisbench_indices(clip) if javis else None
+        idx = np.asarray([i for c in per_clip for i in c], np.int64) if javis else self.frame_indices(clip)
         audio = np.asarray(clip.audio_at(SAMPLE_RATE), dtype=np.float32)
         audio_s = audio.shape[0] / SAMPLE_RATE
-        if len(idx) < 2:
+        if not javis and len(idx) < 2:
             return self._too_short(f"ImageBind needs two frames at {VIDEO_FPS:g} fps (about 3 s of video); the clip "
                                    f"gives {len(idx)}", len(idx), audio_s)
         n_audio = int(audio.shape[0])
@@ -356,14 +514,18 @@ class ImageBind(TorchBackbone):
             return self._too_short(f"the clip has {audio_s:.3f} s of audio; ImageBind's Kaldi front end needs at least "
                                    f"{FRAME_LENGTH_MS:g} ms", len(idx), audio_s)
         need = self.video_needs[0]
-        frames = preprocess_frames(clip.frames(need)[idx], size)
-        clips = video_clips(frames, size)
+        if javis:
+            native = clip.frames(need)
+            clips = javisbench_video_clips([javisbench_preprocess(native[c], size) for c in per_clip], size)
+        else:
+            clips = video_clips(preprocess_frames(clip.frames(need)[idx], size), size)
         batch = int(self.batch_size or 9)
         v = torch.cat([self.model.embed_vision(clips[i:i + batch].to(dev)) for i in range(0, clips.shape[0], batch)])
         mels = audio_input(audio).to(dev)
         a = self.model.embed_audio(mels)
         v_mean, a_mean = v.mean(dim=0), a.mean(dim=0)
-        score = torch.cosine_similarity(v_mean[None], a_mean[None], dim=-1)[0]
+        # JavisBench: nn.CosineSimilarity(dim=-1, eps=1e-6); av-benchmark: torch.cosine_similarity (eps=1e-8)
+        score = torch.cosine_similarity(v_mean[None], a_mean[None], dim=-1, eps=1e-6 if javis else 1e-8)[0]
         times = clip.frame_times(need)[idx]
         return {"status": np.array("ok"), "reason": np.array(""), "ib_score": score.float(),
                 "audio_embedding": a_mean.float(), "video_embedding": v_mean.float(),

@@ -9,8 +9,14 @@ the preprocessing is in :mod:`mova_bench.features.imagebind`. The value is the m
 that cosine, in [−1, 1] (papers print it ×100: 0.33 here is "33.0" there), with a 95% percentile
 bootstrap CI over clips (:func:`mova_bench.stats.bootstrap_ci`, seeded). No reference set is needed.
 
-JavisBench computes the video embedding differently (ImageBind's ``load_and_transform_video_data``:
-five 2 s clips, first and last frame of each, bilinear resize): its numbers are not comparable.
+JavisBench (``ib_av``, JavisVerse/JavisDiT @ ``b505b37``) computes the video embedding with ImageBind's
+own ``load_and_transform_video_data``: the first and last frame of five 2 s clips spread over the whole
+video, bilinear short-side resize without antialias, 3 crops (15 two-frame clips); its audio side is
+the same as av-benchmark's. ``--profile javisbench`` selects that recipe (backbone parameter
+``video_recipe=javisbench``, part of the feature cache's identity; see
+:mod:`mova_bench.features.imagebind` for the exact arithmetic and what differs: PyAV instead of
+decord, the clip's own audio stream instead of the generator's ``.wav``). The two recipes' numbers
+are not comparable with each other.
 
 Clips the backbone could not score (under ≈ 3 s of video or 25 ms of audio: status ``too_short``)
 are left out and counted in ``extra``. Per clip (per_clip.parquet): ``ib_score[imagebind]``.

@@ -115,6 +115,21 @@ def progress(items: list[Any], desc: str, *, unit: str = "clips") -> Iterable[An
     return _progress_lines(items, desc, unit, stream, progress_interval())
 
 
+@contextmanager
+def environ_set(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``env`` set while inside (a child started here inherits it), restored after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def progress_unit(items: list[Any]) -> str:
     """What one item of a map is, for its progress line: "tasks" when items hold several clips
     each (an analysis chunk has ``clip_ids``; its description says how many), else "clips"."""

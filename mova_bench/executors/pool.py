@@ -69,7 +69,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from mova_bench.executors.base import Executor, TaskFailure, progress, progress_unit, run_task
+from mova_bench.executors.base import Executor, TaskFailure, environ_set, progress, progress_unit, run_task
 
 #: available memory reserved for each worker by :func:`default_workers`
 MEMORY_PER_WORKER_BYTES = int(1.5 * 2**30)
@@ -285,17 +285,9 @@ def _mp_context(start_method: str | None) -> Any:
         from multiprocessing import forkserver
 
         with _start_lock:  # start the server single-threaded, with the pipeline imported once
-            saved = {k: os.environ.get(k) for k in THREAD_ENV}
             ctx.set_forkserver_preload(["__main__", *PRELOAD])  # no effect once it runs
-            os.environ.update(THREAD_ENV)
-            try:
+            with environ_set(THREAD_ENV):
                 forkserver.ensure_running()
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
     return ctx
 
 

@@ -60,7 +60,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from mova_bench.errors import ConfigError, MissingDependencyError
-from mova_bench.executors.base import Executor, TaskFailure, progress, progress_unit, run_task
+from mova_bench.executors.base import Executor, TaskFailure, environ_set, progress, progress_unit, run_task
 from mova_bench.executors.pool import INFLIGHT_PER_WORKER, THREAD_ENV, default_workers
 
 #: the cluster to use: ``auto``, ``host:port`` or ``ray://host:port`` (unset: a private local Ray)
@@ -271,16 +271,8 @@ class RayExecutor(Executor):
                         # workers of a Ray started here inherit this environment: the ones Ray starts
                         # with it serve the tasks at once (a per-task runtime_env would start others)
                         env = self._env([])
-                        saved = {k: os.environ.get(k) for k in env}
-                        os.environ.update(env)
-                        try:
+                        with environ_set(env):
                             ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
-                        finally:
-                            for k, v in saved.items():
-                                if v is None:
-                                    os.environ.pop(k, None)
-                                else:
-                                    os.environ[k] = v
                         self._inherited_env = env
                         where = "a local Ray instance"
                 except ImportError as exc:

@@ -58,7 +58,9 @@ def test_progress_prints_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch
     assert results[4] == 16
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 4
-    assert re.fullmatch(r"generating \(procedural\): 1/4 clips, \d+\.\d s elapsed, ~\d+\.\d s left", lines[0])
+    # after one item there is no rate yet (start-up would dominate it): no estimate
+    assert re.fullmatch(r"generating \(procedural\): 1/4 clips, \d+\.\d s elapsed", lines[0])
+    assert re.fullmatch(r"generating \(procedural\): 2/4 clips, \d+\.\d s elapsed, ~\d+\.\d s left", lines[1])
     # the last line says it is done: no estimate
     assert re.fullmatch(r"generating \(procedural\): 4/4 clips, \d+\.\d s elapsed", lines[-1])
 
@@ -71,6 +73,21 @@ def test_progress_lines_are_spaced_by_the_interval(capsys, monkeypatch):
     assert capsys.readouterr().err.splitlines() == [
         "analysing: 3/5 clips, 12.0 s elapsed, ~8.0 s left",
         "analysing: 5/5 clips, 20.0 s elapsed",
+    ]
+
+
+def test_progress_estimate_leaves_out_the_start_up(capsys, monkeypatch):
+    """A slow first item (workers starting) does not inflate the estimate: the rate is measured
+    from the first item's end."""
+    clock = iter([0, 20, 21, 22, 23])  # start; first item after 20 s; then 1 s each
+    monkeypatch.setattr(executors_base, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setenv("MOVA_BENCH_PROGRESS_INTERVAL", "0")
+    list(get_executor("local").map(_square, [1, 2, 3, 4], desc="generating"))
+    assert capsys.readouterr().err.splitlines() == [
+        "generating: 1/4 clips, 20.0 s elapsed",
+        "generating: 2/4 clips, 21.0 s elapsed, ~2.0 s left",
+        "generating: 3/4 clips, 22.0 s elapsed, ~1.0 s left",
+        "generating: 4/4 clips, 23.0 s elapsed",
     ]
 
 

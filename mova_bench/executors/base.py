@@ -155,15 +155,18 @@ def _isatty(stream: Any) -> bool:
 def _progress_lines(items: list[Any], desc: str, unit: str, stream: Any, interval: float) -> Iterator[Any]:
     total = len(items)
     start = last = time.monotonic()
-    for done, item in enumerate(items, 1):
+    first = None  # when the first item finished: the rate is measured from there, so that start-up
+    for done, item in enumerate(items, 1):  # (workers importing, models loading) is not read as per-item cost
         yield item  # the caller works on it before asking for the next one
         now = time.monotonic()
+        if first is None:
+            first = now
         if done == total or now - last >= interval:
             last = now
             elapsed = now - start
             line = f"{desc or 'working'}: {done}/{total} {unit}, {_duration(elapsed)} elapsed"
-            if done < total:
-                line += f", ~{_duration(elapsed / done * (total - done))} left"
+            if 1 < done < total:
+                line += f", ~{_duration((now - first) / (done - 1) * (total - done))} left"
             print(line, file=stream, flush=True)
 
 

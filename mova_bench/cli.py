@@ -228,6 +228,7 @@ def _list(what: str, as_json: bool) -> int:
             cls = registry.features.get(name)
             item = {"name": name, "kind": cls.kind, "modality": cls.modality, "family": cls.family,
                     "version": cls.version}
+            item["display_name"] = getattr(cls, "display_name", "") or name
             if hasattr(cls, "missing_fixes"):  # a pretrained backbone: usable here, else the commands that fix it
                 fixes = cls.missing_fixes()
                 item.update(available=not fixes, fix="; ".join(fixes) or None, extra=getattr(cls, "extra", None),
@@ -235,6 +236,11 @@ def _list(what: str, as_json: bool) -> int:
             items.append(item)
     if as_json:
         print(json.dumps(items, indent=2))
+    elif what == "backbones":
+        print(f"{'name':<20} {'family':<10} {'kind':<10} {'display name':<34} here")
+        for it in items:
+            here = "ready" if it.get("available", True) else f"needs: {it['fix']}"
+            print(f"{it['name']:<20} {it['family']:<10} {it['kind']:<10} {it['display_name']:<34} {here}")
     else:
         for it in items:
             desc = it.get("description") or it.get("display_name") or it.get("kind") or ""

@@ -443,3 +443,25 @@ def test_missing_fixes_on_class_and_instance_and_licence_flag(tmp_path, monkeypa
     assert not any("--accept-license" in f for f in Vggish.missing_fixes())
     assert "mova-bench weights fetch panns-cnn14-16k" in PannsCnn14.missing_fixes()
     assert "mova-bench weights fetch panns-cnn14-32k" in PannsCnn14(sample_rate=32000).missing_fixes()
+
+
+def test_list_backbones_says_what_is_ready_and_what_each_needs(tmp_path, monkeypatch, capsys):
+    import json
+
+    from mova_bench.cli import main
+
+    monkeypatch.setenv("MOVA_BENCH_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for var in ("MOVA_BENCH_WEIGHTS_FILE", "HF_HOME", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["list", "backbones"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["vstats"].endswith("ready") and "classical" in lines["vstats"]
+    assert lines["imagebind"].endswith("needs: mova-bench weights fetch imagebind-huge --accept-license")
+    assert "standard" in lines["i3d"] and "I3D" in lines["i3d"]
+    assert main(["list", "backbones", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["vggish"]["available"] is False and rows["vggish"]["weights"] == ["vggish"]
+    assert rows["vstats"]["display_name"] and "available" not in rows["vstats"]

@@ -465,3 +465,26 @@ def test_list_backbones_says_what_is_ready_and_what_each_needs(tmp_path, monkeyp
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["vggish"]["available"] is False and rows["vggish"]["weights"] == ["vggish"]
     assert rows["vstats"]["display_name"] and "available" not in rows["vstats"]
+
+
+def test_cached_text_embeddings_embed_each_new_text_once_and_survive_eviction(monkeypatch):
+    from types import SimpleNamespace
+
+    from mova_bench.features import base
+
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return [f"e({t})" for t in texts]
+
+    owner = SimpleNamespace(model=object(), device="cpu", _text_cache={})
+    assert base.cached_text_embeddings(owner, ["a", "b", "a"], embed) == ["e(a)", "e(b)", "e(a)"]
+    assert base.cached_text_embeddings(owner, ["b", "c"], embed) == ["e(b)", "e(c)"]
+    assert calls == [["a", "b"], ["c"]]  # one pass per call, only for texts not cached yet
+    owner.device = "cuda:0"  # another device: embedded again
+    assert base.cached_text_embeddings(owner, ["a"], embed) == ["e(a)"] and calls[-1] == ["a"]
+    monkeypatch.setattr(base, "TEXT_CACHE_SIZE", 4)
+    # the cache is full: it is emptied, and every text asked for (cached ones too) comes back
+    assert base.cached_text_embeddings(owner, ["b", "x", "y"], embed) == ["e(b)", "e(x)", "e(y)"]
+    assert calls[-1] == ["b", "x", "y"] and len(owner._text_cache) == 3

@@ -325,6 +325,8 @@ class TorchBackbone(FeatureExtractor):
         self.device: str | None = None
         #: clips (or windows/frames, as the subclass batches) per forward pass; None = the subclass's default
         self.batch_size: int | None = None
+        #: prompt embeddings of text towers (:func:`cached_text_embeddings`)
+        self._text_cache: dict[tuple[int, str, str], Any] = {}
 
     # -- to implement ------------------------------------------------------------------------
 
@@ -496,6 +498,30 @@ class TorchBackbone(FeatureExtractor):
             except FeatureMissing as exc:
                 out.append(exc)
         return out
+
+
+#: prompts whose text embeddings a backbone keeps (per model and device)
+TEXT_CACHE_SIZE = 256
+
+
+def cached_text_embeddings(owner: Any, texts: list[str], embed: Any) -> list[Any]:
+    """Per text of ``texts``, ``embed``'s value for it, cached on ``owner`` per (model, device,
+    text) (a rebuilt model, other weights or device, embeds again). The texts not cached yet go
+    through one ``embed(list_of_texts)`` call, which returns one value per text (rows of a text
+    tower are independent: each equals its own pass). At most :data:`TEXT_CACHE_SIZE` texts are kept."""
+    cache = owner._text_cache
+
+    def key(t: str) -> tuple[int, str, str]:
+        return (id(owner.model), str(owner.device), t)
+
+    todo = [t for t in dict.fromkeys(texts) if key(t) not in cache]
+    if todo and len(cache) + len(todo) > TEXT_CACHE_SIZE:
+        cache.clear()
+        todo = list(dict.fromkeys(texts))
+    if todo:
+        for t, value in zip(todo, embed(todo), strict=True):
+            cache[key(t)] = value
+    return [cache[key(t)] for t in texts]
 
 
 def forward_in_slices(inputs: list[Any], size: int | None, forward: Any) -> list[Any]:

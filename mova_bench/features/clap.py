@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mova_bench.errors import MovaBenchError
-from mova_bench.features.base import TorchBackbone
+from mova_bench.features.base import TorchBackbone, cached_text_embeddings
 from mova_bench.features.openclip import check_state_dict
 
 SAMPLE_RATE = 48000
@@ -398,7 +398,6 @@ class LaionClap(TorchBackbone):
             self.params["seed"] = int(self.params["seed"])
         except (TypeError, ValueError):
             raise MovaBenchError(f"laion-clap: seed={self.params['seed']!r} is not an integer", fix="give e.g. seed=0") from None
-        self._text_cache: dict[tuple[int, str, str], Any] = {}
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
@@ -428,14 +427,14 @@ class LaionClap(TorchBackbone):
         return clap_bundle(build_clap(self.params["checkpoint"], paths[ck.weights], device), tok)
 
     def _text_embedding(self, text: str) -> Any:
-        key = (id(self.model), str(self.device), text)  # a rebuilt model (other weights/device) re-embeds
-        if key not in self._text_cache:
-            tokens = {k: v.to(self.device) for k, v in tokenize(self.model.tokenizer, [text]).items()}
-            emb = self.model.clap.get_text_embedding(tokens)[0].float()
-            if len(self._text_cache) > 256:
-                self._text_cache.clear()
-            self._text_cache[key] = emb
-        return self._text_cache[key]
+        """The text embedding of one prompt, cached."""
+        return cached_text_embeddings(self, [text], self._embed_texts)[0]
+
+    def _embed_texts(self, texts: list[str]) -> list[Any]:
+        """One text embedding per text, with one pass (each padded to 77 tokens)."""
+        tokens = {k: v.to(self.device) for k, v in tokenize(self.model.tokenizer, texts).items()}
+        embs = self.model.clap.get_text_embedding(tokens).float()
+        return [embs[i] for i in range(len(texts))]
 
     def audio_embeddings(self, waves: list[np.ndarray]) -> Any:
         """(n, 512) L2-normalised audio embeddings of 48 kHz mono waveforms."""
@@ -457,22 +456,11 @@ class LaionClap(TorchBackbone):
         import torch
 
         audios = [self._audio(c) for c in clips]  # a clip without audio raises: the harness isolates it
-        self._text_embeddings([str(c.prompt_text) for c in clips if c.prompt_text is not None and str(c.prompt_text).strip()])
+        cached_text_embeddings(self, [str(c.prompt_text) for c in clips if c.prompt_text is not None and str(c.prompt_text).strip()],
+                               self._embed_texts)
         step = max(1, int(self.batch_size or len(audios) or 1))
         embs = torch.cat([self.audio_embeddings(audios[i : i + step]) for i in range(0, len(audios), step)]) if audios else []
         return [self._outputs(a, e, c.prompt_text) for a, e, c in zip(audios, embs, clips)]
-
-    def _text_embeddings(self, texts: list[str]) -> None:
-        """Embed the distinct ``texts`` not cached yet in one pass, into the text cache."""
-        todo = [t for t in dict.fromkeys(texts) if (id(self.model), str(self.device), t) not in self._text_cache]
-        if not todo:
-            return
-        if len(self._text_cache) + len(todo) > 256:
-            self._text_cache.clear()
-        tokens = {k: v.to(self.device) for k, v in tokenize(self.model.tokenizer, todo).items()}
-        embs = self.model.clap.get_text_embedding(tokens).float()
-        for i, t in enumerate(todo):
-            self._text_cache[(id(self.model), str(self.device), t)] = embs[i]
 
     def _audio(self, clip: Any) -> np.ndarray:
         audio = np.asarray(clip.audio_at(SAMPLE_RATE), dtype=np.float32)

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mova_bench.errors import MovaBenchError
-from mova_bench.features.base import TorchBackbone
+from mova_bench.features.base import TorchBackbone, cached_text_embeddings, forward_in_slices
 from mova_bench.features.base import check_state_dict as _check_state_dict
 from mova_bench.media import VideoNeed
 
@@ -187,7 +187,6 @@ class OpenClipBackbone(TorchBackbone):
         self.params["fps"] = float(fps)
         # the instance's need (fps is a parameter); the class attribute is the default's
         self.video_needs = (VideoNeed("native", fps=self.params["fps"]),)
-        self._text_cache: dict[tuple[int, str, str], tuple[Any, bool]] = {}
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
@@ -205,19 +204,19 @@ class OpenClipBackbone(TorchBackbone):
         return build_openclip(self.arch, paths[self.weights[0]], device)
 
     def _text_embedding(self, text: str) -> tuple[Any, bool]:
-        key = (id(self.model), str(self.device), text)  # a rebuilt model (other weights/device) re-embeds
-        if key not in self._text_cache:
-            tokens, truncated = tokenize(self.model.tokenizer, text)
-            emb = self.model.clip.encode_text(tokens.to(self.device))[0].float()
-            if len(self._text_cache) > 256:
-                self._text_cache.clear()
-            self._text_cache[key] = (emb, truncated)
-        return self._text_cache[key]
+        """(text embedding, truncated) of one prompt, cached."""
+        return cached_text_embeddings(self, [text], self._embed_texts)[0]
+
+    def _embed_texts(self, texts: list[str]) -> list[tuple[Any, bool]]:
+        """(embedding, truncated) per text, with one ``encode_text`` pass."""
+        import torch
+
+        pairs = [tokenize(self.model.tokenizer, t) for t in texts]
+        embs = self.model.clip.encode_text(torch.cat([tokens for tokens, _ in pairs]).to(self.device)).float()
+        return [(embs[i], truncated) for i, (_, truncated) in enumerate(pairs)]
 
     def image_embeddings(self, frames: np.ndarray) -> Any:
         """(k, D) float32 ``encode_image`` outputs (not normalised) of (k, H, W, 3) uint8 frames."""
-        from mova_bench.features.base import forward_in_slices
-
         return forward_in_slices([self._pixels(frames)], int(self.batch_size or DEFAULT_BATCH), self._encode_images)[0]
 
     def _pixels(self, frames: np.ndarray) -> Any:
@@ -250,27 +249,12 @@ class OpenClipBackbone(TorchBackbone):
         """The frames of all the clips through the image tower together (``batch_size`` frames per
         forward pass, default 16, across clip boundaries) and the prompts not embedded yet through
         the text tower in one pass; each clip's outputs equal its own :meth:`embed`'s."""
-        from mova_bench.features.base import forward_in_slices
-
         sampled = [self._clip_frames(c) for c in clips]  # a clip without frames raises: the harness isolates it
         texts = [str(c.prompt_text) for c in clips if c.prompt_text is not None and str(c.prompt_text).strip()]
-        self._text_embeddings(texts)
+        cached_text_embeddings(self, texts, self._embed_texts)
         imgs = forward_in_slices([self._pixels(f) for f, _ in sampled], int(self.batch_size or DEFAULT_BATCH),
                                  self._encode_images)
         return [self._outputs(img, times, c.prompt_text) for img, (_, times), c in zip(imgs, sampled, clips)]
-
-    def _text_embeddings(self, texts: list[str]) -> None:
-        """Embed the distinct ``texts`` not cached yet with one ``encode_text`` pass (rows are
-        independent: each equals its own pass), into the text cache."""
-        todo = [t for t in dict.fromkeys(texts) if (id(self.model), str(self.device), t) not in self._text_cache]
-        if not todo:
-            return
-        if len(self._text_cache) + len(todo) > 256:
-            self._text_cache.clear()
-        tokens = self.model.tokenizer(todo)
-        embs = self.model.clip.encode_text(tokens.to(self.device)).float()
-        for i, t in enumerate(todo):
-            self._text_cache[(id(self.model), str(self.device), t)] = (embs[i], tokenize(self.model.tokenizer, t)[1])
 
     def _outputs(self, img: Any, times: np.ndarray, text: Any) -> dict[str, Any]:
         """The documented outputs of one clip from its (k, D) image embeddings and prompt."""

@@ -104,6 +104,26 @@ class MetricResult:
         return d
 
 
+def backbone_class(backbone: str | None) -> Any:
+    """The registered extractor class called ``backbone``, or None (unknown, or not importable)."""
+    from mova_bench.errors import MovaBenchError
+    from mova_bench.registry import features as feature_registry
+
+    if not backbone or backbone not in feature_registry:
+        return None
+    try:
+        return feature_registry.get(backbone)
+    except MovaBenchError:
+        return None
+
+
+def standard_display(metric: str, backbone: str | None) -> str | None:
+    """The literature's name of ``metric`` on ``backbone`` ("FVD", "FAD"), from the backbone class's
+    ``metric_names``; None when it has none (a weight-free backbone never earns one)."""
+    cls = backbone_class(backbone)
+    return (getattr(cls, "metric_names", None) or {}).get(metric) if cls is not None else None
+
+
 class Metric:
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
@@ -118,6 +138,9 @@ class Metric:
     default_backbone: ClassVar[str | None] = None
     #: name of this metric's per-clip column in per_clip.parquet (default: the metric key)
     per_clip_column: ClassVar[str | None] = None
+    #: display the name the backbone gives this metric (:func:`standard_display`: "FVD" for FD on
+    #: I3D), when it gives one, instead of :attr:`display_name`
+    named_by_backbone: ClassVar[bool] = False
 
     def __init__(self, backbone: str | None = None, **options: Any):
         self.backbone = backbone if backbone is not None else self.default_backbone
@@ -131,11 +154,12 @@ class Metric:
         return [r.replace("{backbone}", self.backbone or "") for r in self.requires]
 
     def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
+        shown = (standard_display(self.name, self.backbone) if self.named_by_backbone else None) or self.display_name
         return MetricResult(
             key=self.key,
             value=None if value is None else float(value),
             status=status,
-            display_name=self.display_name + (f" [{self.backbone}]" if self.backbone else ""),
+            display_name=shown + (f" [{self.backbone}]" if self.backbone else ""),
             unit=self.unit,
             higher_is_better=self.higher_is_better,
             convention=self.convention,
@@ -163,6 +187,32 @@ class Metric:
         raise NotImplementedError
 
 
+def collect_clip_values(gen: FeatureSet, extractor: str, value: Any, invalid: str) -> tuple[dict[str, float], Any, int]:
+    """``value(features)`` of every clip whose ``extractor`` features have status ok and give a
+    finite number (None counts as not finite).
+
+    Returns (clip id -> value, counts of the excluded clips by reason: their status, or ``invalid``
+    for an ok clip without a finite value, number of clips that had features)."""
+    from collections import Counter
+
+    per = gen.features.get(extractor, {})
+    values: dict[str, float] = {}
+    reasons: Counter[str] = Counter()
+    n_total = 0
+    for cid in gen.clip_ids:
+        feats = per.get(cid)
+        if feats is None:
+            continue
+        n_total += 1
+        status = str(feats.get("status", "ok"))
+        v = value(feats) if status == "ok" else None
+        if v is None or not math.isfinite(v):
+            reasons[status if status != "ok" else invalid] += 1
+            continue
+        values[cid] = float(v)
+    return values, reasons, n_total
+
+
 class ClipMeanMetric(Metric):
     """A metric that is the mean over clips of one number a backbone gives each clip (DeSync,
     IB-score), with a 95% percentile bootstrap CI over clips. Clips the backbone could not score
@@ -182,28 +232,10 @@ class ClipMeanMetric(Metric):
         return {}
 
     def compute(self, gen: FeatureSet, ref: FeatureSet | None, *, seed: int = 0) -> MetricResult:
-        from collections import Counter
-
         from mova_bench.stats import N_BOOTSTRAP, bootstrap_ci
 
         extractor = self.required_extractors()[0]
-        per = gen.features.get(extractor, {})
-        values: dict[str, float] = {}
-        scored: dict[str, dict[str, Any]] = {}
-        reasons: Counter[str] = Counter()
-        n_total = 0
-        for cid in gen.clip_ids:
-            feats = per.get(cid)
-            if feats is None:
-                continue
-            n_total += 1
-            value = self.clip_value(feats) if str(feats.get("status", "ok")) == "ok" else None
-            if value is None or not math.isfinite(value):
-                status = str(feats.get("status", "ok"))
-                reasons[status if status != "ok" else "invalid"] += 1
-                continue
-            values[cid] = float(value)
-            scored[cid] = feats
+        values, reasons, n_total = collect_clip_values(gen, extractor, self.clip_value, "invalid")
         extra: dict[str, Any] = {"backbone": self.backbone, "n_total": n_total,
                                  "n_excluded": int(sum(reasons.values())), "excluded_reasons": dict(sorted(reasons.items()))}
         if len(gen.clip_ids) - n_total:
@@ -215,7 +247,8 @@ class ClipMeanMetric(Metric):
             fix = ("check that the run's clips decoded (see manifest.jsonl status) and rerun the evaluation" if not n_total
                    else self.short_fix)
             return self.skipped(why, fix, extra=extra)
-        extra.update(self.extra_for(scored))
+        per = gen.features[extractor]
+        extra.update(self.extra_for({cid: per[cid] for cid in values}))
         arr = np.array(list(values.values()), dtype=np.float64)
         lo, hi = bootstrap_ci(arr, np.mean, seed=seed)
         warnings = ["a single clip: no confidence interval"] if arr.size < 2 else []

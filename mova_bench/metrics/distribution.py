@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mova_bench.metrics.base import FEW_CLIPS_FIX, STATS_REF_FIX, FeatureSet, Metric, MetricResult, same_files_warning
+from mova_bench.metrics.base import (FEW_CLIPS_FIX, STATS_REF_FIX, FeatureSet, Metric, MetricResult, backbone_class,
+                                     same_files_warning, standard_display)
 from mova_bench.metrics.frechet import (
     RunningStats,
     frechet_distance,
@@ -44,26 +45,6 @@ from mova_bench.metrics.frechet import (
 from mova_bench.metrics.kid import MAX_GEN_KERNEL, N_SUBSETS, SUBSET_SIZE, kid_values, kid_values_and_bootstrap
 from mova_bench.stats import CI_LEVEL, MIN_PERCENTILE_RESAMPLES, bootstrap_interval, percentile_interval
 
-
-
-def backbone_class(backbone: str | None) -> Any:
-    """The registered extractor class called ``backbone``, or None (unknown, or not importable)."""
-    from mova_bench.errors import MovaBenchError
-    from mova_bench.registry import features as feature_registry
-
-    if not backbone or backbone not in feature_registry:
-        return None
-    try:
-        return feature_registry.get(backbone)
-    except MovaBenchError:
-        return None
-
-
-def standard_display(metric: str, backbone: str | None) -> str | None:
-    """The literature's name of ``metric`` on ``backbone`` ("FVD", "FAD"), from the backbone class's
-    ``metric_names``; None when it has none (a weight-free backbone never earns one)."""
-    cls = backbone_class(backbone)
-    return (getattr(cls, "metric_names", None) or {}).get(metric) if cls is not None else None
 
 
 def is_frame_level(backbone: str | None) -> bool:
@@ -233,19 +214,13 @@ class _EmbeddingDistance(Metric):
     needs_reference: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("{backbone}",)
     higher_is_better: ClassVar[bool | None] = False
+    named_by_backbone: ClassVar[bool] = True  # FD on i3d is "FVD", on vggish "FAD"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every subclass declares its convention with the backbone as a ``{backbone}`` placeholder
         (``describe_convention``); ``compute`` replaces it with the one of the actual run."""
         super().__init_subclass__(**kwargs)
         cls.convention = cls.describe_convention("{backbone}")
-
-    def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
-        res = super().result(value, status=status, **kw)
-        standard = standard_display(self.name, self.backbone)
-        if standard:
-            res.display_name = f"{standard} [{self.backbone}]"
-        return res
 
     def _inputs(self, gen: FeatureSet, ref: FeatureSet | None):
         """(gen ids, gen matrix, ref matrix or None, ref stats or None, warnings) or a skipped result."""

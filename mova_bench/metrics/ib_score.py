@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mova_bench.metrics.base import ClipMeanMetric, MetricResult
+from mova_bench.metrics.base import ClipMeanMetric
 
 
 def clip_ib_score(feats: dict[str, Any]) -> float | None:
@@ -51,6 +51,7 @@ class IBScore(ClipMeanMetric):
     backbone_modality = "av"
     requires = ("{backbone}",)
     needs_reference = False
+    named_by_backbone = True  # "IB-score [imagebind]"
     short_fix = "IB-score needs about 3 s of video (two frames at 0.5 fps) and 25 ms of audio per clip: generate longer clips"
     excluded_warning = "{n} clip(s) could not be scored by ImageBind and are left out"
     convention = (
@@ -62,15 +63,6 @@ class IBScore(ClipMeanMetric):
         "Value: mean over clips; 95% percentile bootstrap CI over clips. Clips too short to score are excluded and "
         "counted."
     )
-
-    def result(self, value: float | None, status: str = "ok", **kw: Any) -> MetricResult:
-        res = super().result(value, status=status, **kw)
-        from mova_bench.metrics.distribution import standard_display
-
-        standard = standard_display(self.name, self.backbone)
-        if standard:
-            res.display_name = f"{standard} [{self.backbone}]"
-        return res
 
     def clip_value(self, feats: dict[str, Any]) -> float | None:
         return clip_ib_score(feats)

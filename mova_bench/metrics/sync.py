@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from mova_bench.errors import ConfigError
-from mova_bench.metrics.base import FeatureSet, Metric, MetricResult
+from mova_bench.metrics.base import FeatureSet, Metric, MetricResult, collect_clip_values
 from mova_bench.stats import bootstrap_ci
 
 #: ITU-R BT.1359 detectability thresholds: audio early by more than 45 ms or late by more than
@@ -91,22 +91,7 @@ def collect_ok_values(gen: FeatureSet, extractor: str, key: str) -> tuple[dict[s
 
     Returns (clip id -> value, excluded-status counts, number of clips that had features).
     """
-    per = gen.features.get(extractor, {})
-    values: dict[str, float] = {}
-    reasons: Counter[str] = Counter()
-    n_total = 0
-    for cid in gen.clip_ids:
-        feats = per.get(cid)
-        if feats is None:
-            continue
-        n_total += 1
-        status = str(feats["status"])
-        value = float(feats[key])
-        if status != "ok" or not math.isfinite(value):
-            reasons[status if status != "ok" else f"nan_{key}"] += 1
-            continue
-        values[cid] = value
-    return values, reasons, n_total
+    return collect_clip_values(gen, extractor, lambda feats: float(feats[key]), f"nan_{key}")
 
 
 def collect_scored_offsets(gen: FeatureSet, extractor: str = "sync_dsp") -> tuple[dict[str, float], dict[str, Any]]:

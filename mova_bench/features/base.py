@@ -500,6 +500,21 @@ class TorchBackbone(FeatureExtractor):
         return out
 
 
+def load_tensors(path: Any) -> Any:
+    """``torch.load`` of a checkpoint with ``weights_only=True`` (tensors and plain containers, no
+    code runs), memory-mapped where the file allows it (a multi-GB checkpoint is not read whole;
+    the legacy non-zip format cannot be mapped and is read normally). Errors propagate: callers say
+    which checkpoint failed and how to fix it."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 #: prompts whose text embeddings a backbone keeps (per model and device)
 TEXT_CACHE_SIZE = 256
 

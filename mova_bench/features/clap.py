@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mova_bench.errors import MovaBenchError
-from mova_bench.features.base import TorchBackbone, cached_text_embeddings
+from mova_bench.features.base import TorchBackbone, cached_text_embeddings, load_tensors
 from mova_bench.features.openclip import check_state_dict
 
 SAMPLE_RATE = 48000
@@ -196,15 +196,8 @@ def tokenize(tok: Any, texts: list[str]) -> dict[str, Any]:
 
 def read_clap_state_dict(path: str | Path) -> dict[str, Any]:
     """The model tensors of a laion-clap checkpoint (see the module docstring)."""
-    import torch
-
     try:
-        try:
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+        ckpt = load_tensors(path)
     except Exception as exc:  # noqa: BLE001 - one clear error for any unreadable container
         raise MovaBenchError(f"{path}: not a laion-clap checkpoint this loader reads ({type(exc).__name__}: {exc})",
                              fix="fetch the checkpoint again (mova-bench weights fetch clap-630k-audioset-fusion)") from None

@@ -105,7 +105,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mova_bench.errors import MovaBenchError
-from mova_bench.features.base import TorchBackbone
+from mova_bench.features.base import TorchBackbone, load_tensors
 from mova_bench.features.base import check_state_dict as _check_state_dict
 from mova_bench.media import VideoNeed
 
@@ -355,15 +355,8 @@ def javisbench_video_clips(clip_frames: list[Any], size: int = IMAGE_SIZE) -> An
 
 
 def read_state_dict(path: Any) -> dict[str, Any]:
-    import torch
-
     try:
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = load_tensors(path)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise MovaBenchError(
             f"cannot read the ImageBind checkpoint {path} as tensors (torch.load weights_only=True): {exc}",

@@ -28,33 +28,8 @@ import platform
 import time
 
 import numpy as np
-
-SECONDS, FPS, SR, W, H = 8.04, 24.0, 48000, 640, 352
-
-
-def mova_clip(seed: int = 0):
-    from mova_bench.media import DecodedClip, VideoNeed
-
-    rng = np.random.default_rng(seed)
-    n = int(round(SECONDS * FPS))
-    frames = rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
-    times = np.arange(n) / FPS
-    audio = (0.1 * rng.standard_normal(int(round(SECONDS * SR)))).astype(np.float32)
-    return DecodedClip(video=frames, video_times=times, fps=FPS, audio=audio, sample_rate=SR, audio_start=0.0,
-                       source_width=W, source_height=H, source_channels=1, duration_s=SECONDS,
-                       _need_frames={VideoNeed("native"): (frames, times)})
-
-
-def best(fn, repeats: int):
-    """(wall s, process CPU s, result) of the fastest of ``repeats`` calls. CPU seconds (all threads of
-    this process) hardly move when other processes share the cores; wall time does."""
-    runs, out = [], None
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        runs.append((time.perf_counter() - t, time.process_time() - c))
-    wall, cpu = min(runs)
-    return wall, cpu, out
+from benchcommon import FPS, SECONDS, SR, H, W, mova_clip
+from benchcommon import best_wall_cpu as best
 
 
 def line(label: str, wall: float, cpu: float, note: str = "") -> None:

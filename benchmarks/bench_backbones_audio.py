@@ -23,9 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
-
 import numpy as np
+from benchcommon import best
 
 SR_IN = 48000
 SECONDS = 8.04
@@ -51,14 +50,6 @@ def clip_of(audio: np.ndarray, sr: int = SR_IN):
                        audio=audio, sample_rate=sr, audio_start=0.0, source_width=8, source_height=8,
                        source_channels=1, duration_s=audio.size / sr)
 
-
-def best(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def extractors():

@@ -32,18 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchcommon import best
 
 W, H, FPS, SECONDS, SR = 640, 352, 24.0, 8.04, 48000
 PROMPT = "lightning flashes over a dark sea, then thunder rolls in from far away"
 
-
-def best(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def synthetic_av(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

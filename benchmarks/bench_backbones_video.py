@@ -31,6 +31,7 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+from benchcommon import best
 
 WIDTH, HEIGHT, FPS, SECONDS, SR = 640, 352, 24.0, 8.04, 48000
 
@@ -50,14 +51,6 @@ def write_clip(path: Path) -> Path:
     write_mp4(path, video, FPS, audio, SR)
     return path
 
-
-def best(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def random_inception(tmpdir: Path):
